@@ -1,0 +1,383 @@
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import { readFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
+import { randomUUID } from "node:crypto";
+import { WebSocketServer, type WebSocket } from "ws";
+import type { BrokerConfig, ConnectionConfig } from "../config/schema.js";
+import { readSecret } from "../config/secrets.js";
+import { isGwError } from "../errors.js";
+import { isAllowed, type Identity } from "../identity/principal.js";
+import { AuthError, TokenVerifier } from "../identity/verify-token.js";
+import { CancelRegistry } from "../protocols/postgres/cancel-registry.js";
+import { SqlState } from "../protocols/postgres/codes.js";
+import { PgWireError } from "../protocols/postgres/pg-wire-error.js";
+import { PostgresSession } from "../protocols/postgres/session.js";
+import type { UpstreamTarget } from "../protocols/postgres/upstream.js";
+import type { SessionStore } from "../store/types.js";
+import { ApiError, clientAddress, refuseUpgrade, sendError, sendJson } from "./http-util.js";
+import { createLogger, redact, type Logger } from "./logger.js";
+import { recordingHooks } from "./recorder.js";
+import { WsChannel } from "./ws-channel.js";
+import { VERSION } from "../version.js";
+
+export interface BrokerOptions {
+  config: BrokerConfig;
+  store: SessionStore;
+  logger?: Logger;
+  /** Overrides listen (tests use port 0). */
+  listen?: { host: string; port: number };
+  verifier?: TokenVerifier;
+}
+
+interface LiveSession {
+  id: string;
+  identity: Identity;
+  connection: string;
+  session: PostgresSession;
+  channel: WsChannel;
+}
+
+/**
+ * The broker: HTTP(S) API, discovery document, and the tunnel endpoint where each WebSocket
+ * becomes one protocol session to a target.
+ */
+export class Broker {
+  private readonly server: Server;
+  private readonly wss: WebSocketServer;
+  private readonly verifier: TokenVerifier;
+  private readonly cancels = new CancelRegistry();
+  private readonly live = new Map<string, LiveSession>();
+  private readonly log: Logger;
+  private closing = false;
+
+  private constructor(private readonly opts: BrokerOptions) {
+    const cfg = opts.config;
+    this.log = opts.logger ?? createLogger();
+    this.verifier = opts.verifier ?? new TokenVerifier(cfg.identity);
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      this.handle(req, res).catch((err: unknown) => {
+        this.log.log("error", "request failed", {
+          error: err instanceof Error ? err.stack : String(err),
+        });
+        if (!res.headersSent)
+          sendError(
+            res,
+            new ApiError(500, "internal", "internal broker error; see the broker log"),
+          );
+        else res.destroy();
+      });
+    };
+    this.server = cfg.tls
+      ? createHttpsServer(
+          { cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) },
+          handler,
+        )
+      : createHttpServer(handler);
+    this.server.keepAliveTimeout = 65_000;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      perMessageDeflate: false,
+      maxPayload: cfg.limits.maxMessageBytes + 1024,
+    });
+    this.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on("error", () => socket.destroy());
+      this.upgrade(req, socket, head).catch((err: unknown) => {
+        this.log.log("error", "tunnel upgrade failed", {
+          error: err instanceof Error ? err.stack : String(err),
+        });
+        refuseUpgrade(
+          socket,
+          new ApiError(500, "internal", "internal broker error; see the broker log"),
+        );
+      });
+    });
+    this.server.on("clientError", (_err, socket) => socket.destroy());
+    for (const c of Object.values(cfg.connections)) {
+      if (c.target.password) {
+        try {
+          redact(readSecret(c.target.password, "password"));
+        } catch {
+          // Reported when a session needs it; the broker still serves the other connections.
+        }
+      }
+    }
+  }
+
+  static async start(opts: BrokerOptions): Promise<Broker> {
+    const b = new Broker(opts);
+    const [host, portText] = splitHostPort(opts.config.listen);
+    const listen = opts.listen ?? { host, port: Number(portText) };
+    await new Promise<void>((resolve, reject) => {
+      b.server.once("error", reject);
+      b.server.listen(listen.port, listen.host, () => {
+        b.server.off("error", reject);
+        resolve();
+      });
+    });
+    b.log.log("info", "broker listening", { url: b.url });
+    return b;
+  }
+
+  get url(): string {
+    const a = this.server.address() as AddressInfo;
+    const host = a.family === "IPv6" ? `[${a.address}]` : a.address;
+    return `${this.opts.config.tls ? "https" : "http"}://${host}:${a.port}`;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  get liveSessions(): number {
+    return this.live.size;
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const s of this.live.values()) {
+      s.session.terminate(
+        "broker_shutdown",
+        new PgWireError(
+          SqlState.adminShutdown,
+          "gw: the broker is shutting down; reconnect in a moment",
+        ),
+      );
+    }
+    this.wss.close();
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  // --- HTTP API --------------------------------------------------------------------------
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://x");
+    const path = url.pathname;
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return sendError(
+        res,
+        new ApiError(405, "method_not_allowed", `${req.method} is not supported on ${path}`),
+      );
+    }
+    if (path === "/.well-known/gw-configuration") return sendJson(res, 200, this.discovery());
+    if (path === "/healthz") return sendJson(res, 200, { status: "ok" });
+    if (path === "/readyz") {
+      const ok = !this.closing;
+      return sendJson(res, ok ? 200 : 503, {
+        status: ok ? "ready" : "shutting_down",
+        sessions: this.live.size,
+      });
+    }
+    if (!path.startsWith("/v1/"))
+      return sendError(res, new ApiError(404, "not_found", `no such endpoint: ${path}`));
+
+    let identity: Identity;
+    try {
+      identity = await this.authenticate(req);
+    } catch (err) {
+      return sendError(res, toApiError(err));
+    }
+    if (path === "/v1/whoami")
+      return sendJson(res, 200, { identity, auditor: this.isAuditor(identity) });
+    if (path === "/v1/connections") {
+      const list = Object.entries(this.opts.config.connections)
+        .filter(([, c]) => isAllowed(identity, c.allow))
+        .map(([name, c]) => ({
+          name,
+          type: c.type,
+          description: c.description ?? null,
+          database: c.target.database,
+        }));
+      return sendJson(res, 200, { connections: list });
+    }
+    if (path === "/v1/sessions") {
+      const auditor = this.isAuditor(identity);
+      const limit = Math.min(Number(url.searchParams.get("limit") ?? 100) || 100, 1000);
+      const connection = url.searchParams.get("connection") ?? undefined;
+      const sessions = await this.opts.store.listSessions({
+        ...(auditor ? {} : { oid: identity.oid }),
+        ...(connection ? { connection } : {}),
+        limit,
+      });
+      return sendJson(res, 200, { sessions, scope: auditor ? "all" : "own" });
+    }
+    const m = /^\/v1\/sessions\/([\w-]+)$/.exec(path);
+    if (m) {
+      const s = await this.opts.store.getSession(m[1]!);
+      if (!s || (!this.isAuditor(identity) && s.identity.oid !== identity.oid)) {
+        return sendError(
+          res,
+          new ApiError(404, "session_not_found", `no session ${m[1]} that you may see`),
+        );
+      }
+      const statements = await this.opts.store.listStatements(s.id);
+      return sendJson(res, 200, { session: s, statements });
+    }
+    return sendError(res, new ApiError(404, "not_found", `no such endpoint: ${path}`));
+  }
+
+  private discovery(): Record<string, unknown> {
+    const id = this.opts.config.identity;
+    return {
+      product: "gw",
+      version: VERSION,
+      broker: this.opts.config.publicUrl ?? this.url,
+      identity: {
+        issuer: id.issuer,
+        audience: id.audience,
+        ...(id.login ? { login: id.login } : {}),
+      },
+      tunnel: { transport: "websocket", path: "/v1/tunnel/{connection}" },
+    };
+  }
+
+  private isAuditor(id: Identity): boolean {
+    return isAllowed(id, this.opts.config.auditors);
+  }
+
+  private async authenticate(req: IncomingMessage): Promise<Identity> {
+    const token = TokenVerifier.fromHeader(req.headers.authorization);
+    return this.verifier.verify(token);
+  }
+
+  // --- tunnel ----------------------------------------------------------------------------
+
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://x");
+    const m = /^\/v1\/tunnel\/([^/]+)$/.exec(url.pathname);
+    if (!m)
+      return refuseUpgrade(
+        socket,
+        new ApiError(404, "not_found", `no tunnel endpoint at ${url.pathname}`),
+      );
+    if (this.closing)
+      return refuseUpgrade(
+        socket,
+        new ApiError(503, "shutting_down", "the broker is shutting down; retry"),
+      );
+    const name = decodeURIComponent(m[1]!);
+    let identity: Identity;
+    try {
+      identity = await this.authenticate(req);
+    } catch (err) {
+      this.log.log("warn", "tunnel refused", {
+        connection: name,
+        reason: err instanceof AuthError ? err.code : "error",
+      });
+      return refuseUpgrade(socket, toApiError(err));
+    }
+    const conn = Object.hasOwn(this.opts.config.connections, name)
+      ? this.opts.config.connections[name]
+      : undefined;
+    // Unknown and forbidden look alike to a caller who may not use the connection.
+    if (!conn || !isAllowed(identity, conn.allow)) {
+      this.log.log("warn", "tunnel forbidden", { connection: name, oid: identity.oid });
+      return refuseUpgrade(
+        socket,
+        new ApiError(
+          403,
+          "forbidden",
+          `${identity.name} may not use connection "${name}" (or it does not exist); ask its owners to add one of your groups to its allow list`,
+        ),
+      );
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) =>
+      this.startSession(ws, req, name, conn, identity),
+    );
+  }
+
+  private startSession(
+    ws: WebSocket,
+    req: IncomingMessage,
+    name: string,
+    conn: ConnectionConfig,
+    identity: Identity,
+  ): void {
+    const id = randomUUID();
+    const log = this.log.child({ session: id, connection: name, oid: identity.oid });
+    const channel = new WsChannel(ws, clientAddress(req));
+    let target: UpstreamTarget;
+    try {
+      target = this.targetOf(name, conn);
+    } catch (err) {
+      log.log("error", "connection misconfigured", {
+        error: isGwError(err) ? err.message : String(err),
+      });
+      channel.send(
+        new PgWireError(
+          SqlState.connectionFailure,
+          `gw: the broker cannot open ${name}: it is misconfigured`,
+          {
+            hint: "Tell the broker's operators; the broker log says what is wrong.",
+          },
+        ).toBuffer(),
+      );
+      channel.close();
+      return;
+    }
+    const session = new PostgresSession(channel, {
+      target,
+      ownerOid: identity.oid,
+      maxMessageBytes: this.opts.config.limits.maxMessageBytes,
+      maxStartupBytes: this.opts.config.limits.maxStartupBytes,
+      cancels: this.cancels,
+      hooks: recordingHooks({
+        store: this.opts.store,
+        sessionId: id,
+        identity,
+        connection: name,
+        clientAddress: channel.remoteAddress,
+        log,
+        onStarted: () => channel.sendControl({ type: "session", id }),
+      }),
+    });
+    this.live.set(id, { id, identity, connection: name, session, channel });
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      if (isBinary) session.onClientData(data);
+      // Text frames are control messages (token refresh); none are defined yet.
+    });
+    ws.on("close", () => {
+      this.live.delete(id);
+      session.onClientClosed();
+    });
+    ws.on("error", (err) => log.log("warn", "tunnel stream error", { error: err.message }));
+  }
+
+  private targetOf(name: string, conn: ConnectionConfig): UpstreamTarget {
+    const t = conn.target;
+    return {
+      name,
+      host: t.host,
+      port: t.port,
+      database: t.database,
+      user: t.user,
+      password: t.password
+        ? readSecret(t.password, `connections.${name}.target.password`)
+        : undefined,
+      tls: t.tls,
+      ca: t.ca,
+      connectTimeoutMs: t.connectTimeout * 1000,
+    };
+  }
+}
+
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof AuthError) return new ApiError(err.status, err.code, err.message);
+  return new ApiError(500, "internal", "internal broker error; see the broker log");
+}
+
+function splitHostPort(listen: string): [string, string] {
+  const i = listen.lastIndexOf(":");
+  return [listen.slice(0, i).replace(/^\[|\]$/g, ""), listen.slice(i + 1)];
+}

@@ -1,0 +1,124 @@
+import type { Command } from "commander";
+import { ExitCode, GwError } from "../../errors.js";
+import { Tunnel, type TunnelEvent } from "../../tunnel/tunnel.js";
+import { firstFreePort, rememberPort, rememberedPort } from "../../tunnel/port-memory.js";
+import { brokerClient, currentToken, type BrokerFlags } from "../context.js";
+import { bold, dim, info, printJson, red } from "../output.js";
+
+const DEFAULT_BASE_PORT: Record<string, number> = { postgres: 5433 };
+
+function parsePort(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new GwError("port_invalid", `--port must be 0..65535, not ${v}`, {
+      exitCode: ExitCode.usage,
+    });
+  }
+  return n;
+}
+
+export function registerConnect(program: Command): void {
+  program
+    .command("connect")
+    .description("Open a local port tunnelled through the broker to a connection")
+    .argument("<name>", "connection name (see the broker's connections)")
+    .option(
+      "-p, --port <port>",
+      "local port (default: remembered per connection; 0 = any free port)",
+    )
+    .option("--bind <address>", "local address to listen on", "127.0.0.1")
+    .option("--broker <url>", "broker URL (or GW_BROKER)")
+    .option(
+      "--ca-file <file>",
+      "PEM file of a private CA that signed the broker's certificate (or GW_CA_FILE)",
+    )
+    .option("--json", "print one JSON object describing the tunnel, then keep running")
+    .addHelpText(
+      "after",
+      '\nExamples:\n  gw connect db-prod\n  gw connect db-prod --port 0 --json\n  psql "postgresql://127.0.0.1:5433/app"',
+    )
+    .action(
+      async (name: string, opts: BrokerFlags & { port?: string; bind: string; json?: boolean }) => {
+        const client = brokerClient(opts);
+        const connections = await client.connections();
+        const conn = connections.find((c) => c.name === name);
+        if (!conn) {
+          const names = connections.map((c) => c.name).join(", ");
+          throw new GwError(
+            "connection_not_found",
+            `no connection "${name}" that you may use on ${client.url}`,
+            {
+              exitCode: ExitCode.failure,
+              hint: names
+                ? `Yours: ${names}.`
+                : "You may use no connections on this broker; ask its operators for access.",
+            },
+          );
+        }
+        const explicit = opts.port !== undefined;
+        let port = explicit
+          ? parsePort(opts.port!)
+          : (rememberedPort(name) ??
+            (await firstFreePort(opts.bind, DEFAULT_BASE_PORT[conn.type] ?? 15000)));
+        const json = opts.json === true;
+        const onEvent = (e: TunnelEvent) => {
+          if (json) return;
+          if (e.type === "session")
+            info(
+              dim(
+                `[${new Date().toLocaleTimeString()}] connection #${e.id} opened: session ${e.session}`,
+              ),
+            );
+          else if (e.type === "stream_closed")
+            info(
+              dim(
+                `[${new Date().toLocaleTimeString()}] connection #${e.id} closed (${e.bytesIn} B in, ${e.bytesOut} B out)`,
+              ),
+            );
+          else if (e.type === "stream_refused")
+            info(`${red("refused:")} connection #${e.id}: ${e.error.message}`);
+        };
+        const tunnel = await Tunnel.open({
+          client,
+          connection: conn,
+          token: currentToken,
+          bind: opts.bind,
+          port,
+          onEvent,
+        });
+        port = tunnel.address.port;
+        if (!explicit || port !== 0) rememberPort(name, port);
+        const host = tunnel.address.host.includes(":")
+          ? `[${tunnel.address.host}]`
+          : tunnel.address.host;
+        const url = `postgresql://${host}:${port}/${encodeURIComponent(conn.database)}`;
+        const command = `psql "${url}"`;
+        if (json) {
+          printJson({
+            connection: name,
+            type: conn.type,
+            broker: client.url,
+            listen: { host: tunnel.address.host, port },
+            url,
+            command,
+            pid: process.pid,
+          });
+        } else {
+          info(
+            `${bold(name)}${conn.description ? ` (${conn.description})` : ""} via ${client.url}`,
+          );
+          info(`listening on ${host}:${port}`);
+          info("");
+          info(`  ${command}`);
+          info("");
+          info(dim("Press Ctrl-C to close the tunnel."));
+        }
+        await new Promise<void>((resolve) => {
+          process.once("SIGINT", resolve);
+          process.once("SIGTERM", resolve);
+        });
+        await tunnel.close();
+        if (!json) info("tunnel closed");
+      },
+    );
+}

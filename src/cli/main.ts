@@ -1,0 +1,33 @@
+import { Command, CommanderError } from "commander";
+import { VERSION } from "../version.js";
+import { reportError } from "./output.js";
+import { registerBroker } from "./commands/broker.js";
+import { registerConnect } from "./commands/connect.js";
+import { registerSessions } from "./commands/sessions.js";
+
+export function buildProgram(): Command {
+  const program = new Command("gw")
+    .description(
+      "gw: identity-aware tunnels to your databases, with recording, masking and approvals",
+    )
+    .version(VERSION, "-V, --version")
+    .showHelpAfterError("(run with --help for usage)")
+    .exitOverride();
+  registerConnect(program);
+  registerSessions(program);
+  registerBroker(program);
+  return program;
+}
+
+/** Runs the CLI; returns the process exit code. Every error is reported in one place, here. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const json = argv.includes("--json");
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    return reportError(err, json);
+  }
+}

@@ -1,0 +1,111 @@
+import { readFileSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { isIP } from "node:net";
+import { parseDocument } from "yaml";
+import type { z } from "zod";
+import { ExitCode, GwError } from "../errors.js";
+import { brokerConfig, type BrokerConfig } from "./schema.js";
+
+export interface ConfigProblem {
+  /** Dotted path into the YAML, e.g. `connections.db-prod.target.port`. */
+  path: string;
+  message: string;
+}
+
+export class ConfigError extends GwError {
+  readonly problems: ConfigProblem[];
+  readonly file: string;
+  constructor(file: string, problems: ConfigProblem[]) {
+    const lines = problems.map((p) => `  ${p.path || "(top level)"}: ${p.message}`).join("\n");
+    super(
+      "config_invalid",
+      `${file} has ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n${lines}`,
+      {
+        exitCode: ExitCode.config,
+        hint: "Fix them and run `gw broker check --config FILE` again.",
+      },
+    );
+    this.problems = problems;
+    this.file = file;
+  }
+}
+
+export interface LoadedConfig {
+  file: string;
+  config: BrokerConfig;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.map((p) => String(p)).join(".");
+}
+
+function zodProblems(error: z.ZodError): ConfigProblem[] {
+  return error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
+}
+
+/** Checks the schema cannot express: they need to look at several fields together. */
+function crossChecks(cfg: BrokerConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const host = cfg.listen.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+  const loopback =
+    host === "localhost" || host === "::1" || (isIP(host) === 4 && host.startsWith("127."));
+  if (!cfg.tls && !loopback) {
+    problems.push({
+      path: "tls",
+      message: `plain HTTP is only allowed on loopback, but listen is ${cfg.listen}; add tls: { cert, key }`,
+    });
+  }
+  return problems;
+}
+
+function resolvePaths(cfg: BrokerConfig, baseDir: string): BrokerConfig {
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  if (cfg.tls) cfg.tls = { cert: abs(cfg.tls.cert), key: abs(cfg.tls.key) };
+  if (cfg.identity.ca) cfg.identity.ca = abs(cfg.identity.ca);
+  if ("sqlite" in cfg.store && cfg.store.sqlite !== ":memory:")
+    cfg.store = { sqlite: abs(cfg.store.sqlite) };
+  for (const conn of Object.values(cfg.connections)) {
+    if (conn.target.ca) conn.target.ca = abs(conn.target.ca);
+    if (conn.target.password && "file" in conn.target.password) {
+      conn.target.password = { file: abs(conn.target.password.file) };
+    }
+  }
+  return cfg;
+}
+
+/** Parses and validates YAML text; every problem is reported at once, with its path. */
+export function parseConfig(text: string, file = "broker.yaml"): BrokerConfig {
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({
+        path: e.linePos?.[0] ? `line ${e.linePos[0].line}` : "",
+        message: e.message.split("\n")[0] ?? e.message,
+      })),
+    );
+  }
+  const raw: unknown = doc.toJS();
+  const parsed = brokerConfig.safeParse(raw ?? {});
+  if (!parsed.success) throw new ConfigError(file, zodProblems(parsed.error));
+  const cross = crossChecks(parsed.data);
+  if (cross.length > 0) throw new ConfigError(file, cross);
+  return resolvePaths(parsed.data, dirname(resolve(file)));
+}
+
+export function loadConfig(file: string): LoadedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new GwError(
+      "config_unreadable",
+      `Cannot read the broker config ${file}: ${(err as Error).message}`,
+      {
+        exitCode: ExitCode.config,
+        hint: "Pass an existing file with --config.",
+      },
+    );
+  }
+  return { file, config: parseConfig(text, file) };
+}

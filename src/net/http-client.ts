@@ -1,0 +1,90 @@
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
+import { readFileSync } from "node:fs";
+import { rootCertificates } from "node:tls";
+
+/**
+ * A fetch-shaped client on node:http(s) that can trust a private CA. Node 20's global fetch
+ * cannot be given a CA per call, and both the broker (issuer JWKS) and the CLI (broker API behind
+ * a corporate or private CA) need one.
+ */
+export interface HttpClientOptions {
+  /** PEM file(s) of extra CAs to trust, besides the system store. */
+  caFile?: string | undefined;
+  timeoutMs?: number;
+}
+
+const agents = new Map<string, HttpsAgent>();
+
+function agentFor(caFile: string | undefined): HttpsAgent | undefined {
+  if (!caFile) return undefined;
+  let agent = agents.get(caFile);
+  if (!agent) {
+    agent = new HttpsAgent({
+      ca: [...rootCertificates, readFileSync(caFile, "utf8")],
+      keepAlive: true,
+    });
+    agents.set(caFile, agent);
+  }
+  return agent;
+}
+
+export function makeFetch(opts: HttpClientOptions = {}) {
+  const agent = agentFor(opts.caFile);
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  return (
+    url: string | URL,
+    init: {
+      method?: string;
+      headers?: Record<string, string> | Headers;
+      body?: string;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<Response> =>
+    new Promise((resolve, reject) => {
+      const u = typeof url === "string" ? new URL(url) : url;
+      const headers: Record<string, string> = {};
+      if (init.headers instanceof Headers) init.headers.forEach((v, k) => (headers[k] = v));
+      else if (init.headers) Object.assign(headers, init.headers);
+      const req = (u.protocol === "https:" ? httpsRequest : httpRequest)(
+        u,
+        {
+          method: init.method ?? "GET",
+          headers,
+          ...(u.protocol === "https:" && agent ? { agent } : {}),
+          timeout: timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            const h = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) {
+              if (typeof v === "string") h.set(k, v);
+              else if (Array.isArray(v)) for (const x of v) h.append(k, x);
+            }
+            const status = res.statusCode ?? 500;
+            const body = status === 204 || status === 304 ? null : Buffer.concat(chunks);
+            resolve(new Response(body, { status, headers: h }));
+          });
+          res.on("error", reject);
+        },
+      );
+      req.on("timeout", () =>
+        req.destroy(
+          Object.assign(new Error(`request to ${u.host} timed out`), { code: "ETIMEDOUT" }),
+        ),
+      );
+      req.on("error", reject);
+      if (init.signal) {
+        if (init.signal.aborted) req.destroy(new Error("aborted"));
+        init.signal.addEventListener("abort", () => req.destroy(new Error("aborted")), {
+          once: true,
+        });
+      }
+      if (init.body !== undefined) req.end(init.body);
+      else req.end();
+    });
+}
+
+export type FetchLike = ReturnType<typeof makeFetch>;

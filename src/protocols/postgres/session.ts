@@ -1,0 +1,528 @@
+import { connect as netConnect, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { Backend, Frontend, SqlState, StartupCode } from "./codes.js";
+import { FramingError, MessageFramer, STARTUP_TYPE } from "./framing.js";
+import { PgWireError, internalWireError } from "./pg-wire-error.js";
+import { StatementTracker, type CompletedStatement } from "./statement-tracker.js";
+import type { CancelRegistry } from "./cancel-registry.js";
+import { openUpstream, type UpstreamTarget } from "./upstream.js";
+import {
+  authenticationOk,
+  backendKeyData,
+  cancelRequest,
+  readCString,
+  readNoticeFields,
+  readStartupParams,
+  readyForQuery,
+} from "./wire.js";
+
+/**
+ * One client session: the PostgreSQL protocol terminated on the client side of the tunnel and
+ * re-originated to the target with the broker's credentials.
+ *
+ * States: startup (SSL/GSS refusals, startup packet or cancel) → connecting (upstream sign-in)
+ * → relaying → closed. Every message in both directions is framed and checked; complete
+ * messages are forwarded as the bytes that arrived (no re-encoding), and partial ones wait
+ * for their rest, so nothing half-parsed reaches the target.
+ */
+
+/** The client side of the session, whatever carries it (a tunnel stream, a socket in tests). */
+export interface ClientChannel {
+  send(data: Buffer): void;
+  /** True when the channel buffers too much; the session pauses the target until `onDrain`. */
+  readonly congested: boolean;
+  onDrain(cb: () => void): void;
+  pause(): void;
+  resume(): void;
+  close(): void;
+  readonly remoteAddress: string | null;
+}
+
+export type EndReason =
+  | "client_closed"
+  | "upstream_closed"
+  | "upstream_error"
+  | "protocol_error"
+  | "auth_expired"
+  | "broker_shutdown"
+  | "recording_failed";
+
+export interface SessionHooks {
+  /** The client's startup is known and the target session is open. Must make the session durable. */
+  onStart(info: { applicationName: string | null; startup: Map<string, string> }): Promise<void>;
+  /** A statement finished. A rejected promise (recording failed) closes the session. */
+  onStatement(s: CompletedStatement): Promise<void> | void;
+  onEnd(info: {
+    reason: EndReason;
+    detail: string | null;
+    bytesIn: number;
+    bytesOut: number;
+    statements: number;
+  }): void;
+  /** Internal errors go to the broker log, never to the client. */
+  log(level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface SessionOptions {
+  target: UpstreamTarget;
+  ownerOid: string;
+  maxMessageBytes: number;
+  maxStartupBytes: number;
+  cancels: CancelRegistry;
+  hooks: SessionHooks;
+}
+
+type State = "startup" | "connecting" | "relaying" | "closed";
+
+/** Startup parameters a client may not choose: the broker decides who and where. */
+const RESERVED_PARAMS = new Set(["user", "database", "replication"]);
+
+export class PostgresSession {
+  private state: State = "startup";
+  private readonly clientFramer: MessageFramer;
+  private readonly upstreamFramer: MessageFramer;
+  private upstream: Socket | TLSSocket | null = null;
+  private readonly pendingClient: Buffer[] = [];
+  private readonly tracker: StatementTracker;
+  private cancelKey: { pid: number; secret: number } | null = null;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private statements = 0;
+  private endInfo: { reason: EndReason; detail: string | null } | null = null;
+  // Scratch list of forwardable segments, reused per chunk to avoid allocation.
+  private segStart = -1;
+  private segEnd = -1;
+  private segBuf: Buffer | null = null;
+
+  constructor(
+    private readonly client: ClientChannel,
+    private readonly opts: SessionOptions,
+  ) {
+    this.clientFramer = new MessageFramer(opts.maxMessageBytes, {
+      startup: true,
+      maxStartupBytes: opts.maxStartupBytes,
+    });
+    this.upstreamFramer = new MessageFramer(opts.maxMessageBytes);
+    this.tracker = new StatementTracker((s) => this.statementDone(s));
+  }
+
+  /** Bytes from the client. */
+  onClientData(chunk: Buffer): void {
+    if (this.state === "closed") return;
+    this.bytesIn += chunk.length;
+    if (this.state === "connecting") {
+      this.pendingClient.push(chunk);
+      return;
+    }
+    try {
+      if (this.state === "startup") this.clientFramer.push(chunk, this.onStartupMessage);
+      else this.relayFromClient(chunk);
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  onClientClosed(): void {
+    this.end("client_closed", null);
+  }
+
+  /** Ends the session with a message to the client (token expiry, broker shutdown). */
+  terminate(reason: EndReason, err: PgWireError): void {
+    if (this.state === "closed") return;
+    this.client.send(err.toBuffer());
+    this.end(reason, err.message);
+  }
+
+  // --- startup -------------------------------------------------------------------------
+
+  private readonly onStartupMessage = (
+    _type: number,
+    buf: Buffer,
+    start: number,
+    end: number,
+  ): boolean => {
+    const code = buf.readInt32BE(start + 4);
+    switch (code) {
+      case StartupCode.sslRequest:
+      case StartupCode.gssEncRequest:
+        // The local hop is loopback and the tunnel is the encrypted part.
+        this.client.send(Buffer.from("N"));
+        this.clientFramer.expectStartup(true);
+        return true;
+      case StartupCode.cancelRequest:
+        if (end - start !== 16)
+          throw new PgWireError(SqlState.protocolViolation, "gw: malformed cancel request");
+        this.forwardCancel(buf.readInt32BE(start + 8), buf.readInt32BE(start + 12));
+        return false;
+      case StartupCode.protocol3: {
+        let params: Map<string, string>;
+        try {
+          params = readStartupParams(buf, start, end);
+        } catch {
+          throw new PgWireError(SqlState.protocolViolation, "gw: malformed startup packet");
+        }
+        const repl = params.get("replication");
+        if (repl !== undefined && !/^(false|off|no|0)$/i.test(repl)) {
+          throw new PgWireError(
+            SqlState.featureNotSupported,
+            "gw: replication connections are not allowed through gw",
+          );
+        }
+        const rest = buf.subarray(end);
+        if (rest.length > 0) this.pendingClient.push(Buffer.from(rest));
+        this.connect(params);
+        return false;
+      }
+      default: {
+        const major = code >> 16;
+        throw new PgWireError(
+          SqlState.protocolViolation,
+          major === 3 || major === 2
+            ? `gw: unsupported frontend protocol ${major}.${code & 0xffff}; gw speaks 3.0`
+            : "gw: this port speaks the PostgreSQL protocol; the bytes received are not a PostgreSQL startup packet",
+        );
+      }
+    }
+  };
+
+  private connect(params: Map<string, string>): void {
+    this.state = "connecting";
+    const forward: Record<string, string> = {};
+    for (const [k, v] of params) if (!RESERVED_PARAMS.has(k)) forward[k] = v;
+    const applicationName = params.get("application_name") ?? null;
+    const upstreamP = openUpstream(this.opts.target, forward);
+    const startP = this.opts.hooks.onStart({ applicationName, startup: params });
+    Promise.all([upstreamP, startP]).then(
+      ([up]) => {
+        if (this.state === "closed") {
+          up.socket.destroy();
+          return;
+        }
+        this.upstream = up.socket;
+        this.attachUpstream(up.socket);
+        if (up.backendKey) {
+          this.cancelKey = this.opts.cancels.register({
+            host: this.opts.target.host,
+            port: this.opts.target.port,
+            pid: up.backendKey.pid,
+            secret: up.backendKey.secret,
+            ownerOid: this.opts.ownerOid,
+            connection: this.opts.target.name,
+          });
+        }
+        const hello = [authenticationOk(), ...up.parameterMessages];
+        if (this.cancelKey) hello.push(backendKeyData(this.cancelKey.pid, this.cancelKey.secret));
+        hello.push(readyForQuery("I"));
+        const helloBuf = Buffer.concat(hello);
+        this.bytesOut += helloBuf.length;
+        this.client.send(helloBuf);
+        this.state = "relaying";
+        if (up.leftover) this.onUpstreamData(up.leftover);
+        const queued = this.pendingClient.splice(0);
+        for (const chunk of queued) {
+          if (this.state !== "relaying") break;
+          try {
+            this.relayFromClient(chunk);
+          } catch (err) {
+            this.fail(err);
+          }
+        }
+      },
+      (err: unknown) => {
+        upstreamP.then(
+          (up) => up.socket.destroy(),
+          () => undefined,
+        );
+        this.fail(err, "upstream_error");
+      },
+    );
+  }
+
+  private forwardCancel(pid: number, secret: number): void {
+    const t = this.opts.cancels.lookup(pid, secret);
+    // Like PostgreSQL, say nothing either way: a cancel request gets no answer.
+    if (t && t.ownerOid === this.opts.ownerOid && t.connection === this.opts.target.name) {
+      const s = netConnect({ host: t.host, port: t.port }, () =>
+        s.end(cancelRequest(t.pid, t.secret)),
+      );
+      s.on("error", (err) =>
+        this.opts.hooks.log("warn", "cancel request to target failed", { error: err.message }),
+      );
+      s.setTimeout(5000, () => s.destroy());
+    } else {
+      this.opts.hooks.log(
+        "warn",
+        "cancel request with an unknown key or another identity's key was dropped",
+      );
+    }
+    this.state = "closed";
+    this.client.close();
+  }
+
+  // --- relaying ------------------------------------------------------------------------
+
+  private attachUpstream(up: Socket | TLSSocket): void {
+    up.on("data", (chunk: Buffer) => this.onUpstreamData(chunk));
+    up.on("drain", () => this.client.resume());
+    up.on("error", (err) => {
+      if (this.state === "closed") return;
+      this.opts.hooks.log("warn", "target connection error", { error: err.message });
+      this.fail(
+        new PgWireError(
+          SqlState.connectionFailure,
+          `gw: lost the connection to the target of ${this.opts.target.name}`,
+        ),
+        "upstream_error",
+      );
+    });
+    up.on("close", () => {
+      if (this.state === "closed") return;
+      this.fail(
+        new PgWireError(
+          SqlState.adminShutdown,
+          `gw: the target of ${this.opts.target.name} closed the session`,
+        ),
+        "upstream_closed",
+      );
+    });
+    this.client.onDrain(() => up.resume());
+  }
+
+  private relayFromClient(chunk: Buffer): void {
+    this.resetSegment();
+    this.clientFramer.push(chunk, this.onClientMessage);
+    this.flushSegment((b) => {
+      if (!this.upstream!.write(b)) this.client.pause();
+    });
+  }
+
+  private readonly onClientMessage = (
+    type: number,
+    buf: Buffer,
+    start: number,
+    end: number,
+  ): boolean => {
+    switch (type) {
+      case Frontend.query:
+        this.tracker.query(readCString(buf, start + 5, end)[0]);
+        break;
+      case Frontend.parse: {
+        const [name, p] = readCString(buf, start + 5, end);
+        this.tracker.parse(name, readCString(buf, p, end)[0]);
+        break;
+      }
+      case Frontend.bind: {
+        const [portal, p] = readCString(buf, start + 5, end);
+        this.tracker.bind(portal, readCString(buf, p, end)[0]);
+        break;
+      }
+      case Frontend.execute:
+        this.tracker.execute(readCString(buf, start + 5, end)[0]);
+        break;
+      case Frontend.sync:
+        this.tracker.sync();
+        break;
+      case Frontend.close: {
+        const kind = buf[start + 5] === 0x53 ? "S" : "P";
+        this.tracker.close(kind, readCString(buf, start + 6, end)[0]);
+        break;
+      }
+      case Frontend.functionCall:
+        this.tracker.functionCall(end - start >= 9 ? buf.readInt32BE(start + 5) : 0);
+        break;
+      case Frontend.terminate:
+        this.addSegment(buf, start, end);
+        this.flushSegment((b) => this.upstream!.write(b));
+        this.end("client_closed", null);
+        return false;
+      case Frontend.describe:
+      case Frontend.flush:
+      case Frontend.copyData:
+      case Frontend.copyDone:
+      case Frontend.copyFail:
+        break;
+      case Frontend.password:
+        throw new PgWireError(
+          SqlState.protocolViolation,
+          "gw: unexpected password message; the tunnel already carries your identity",
+        );
+      default:
+        throw new PgWireError(
+          SqlState.protocolViolation,
+          `gw: unknown message type 0x${type.toString(16)} from the client`,
+        );
+    }
+    this.addSegment(buf, start, end);
+    return true;
+  };
+
+  private onUpstreamData(chunk: Buffer): void {
+    if (this.state !== "relaying") return;
+    this.resetSegment();
+    try {
+      this.upstreamFramer.push(chunk, this.onUpstreamMessage);
+    } catch (err) {
+      if (err instanceof FramingError) {
+        this.opts.hooks.log("error", "malformed message from the target", { error: err.message });
+        return this.fail(
+          new PgWireError(
+            SqlState.protocolViolation,
+            "gw: the target sent a malformed message; the session was closed",
+          ),
+          "upstream_error",
+        );
+      }
+      return this.fail(err, "upstream_error");
+    }
+    this.flushSegment((b) => {
+      this.bytesOut += b.length;
+      this.client.send(b);
+    });
+    if (this.client.congested) this.upstream?.pause();
+  }
+
+  private readonly onUpstreamMessage = (
+    type: number,
+    buf: Buffer,
+    start: number,
+    end: number,
+  ): boolean => {
+    switch (type) {
+      case Backend.commandComplete:
+        this.tracker.commandComplete(readCString(buf, start + 5, end)[0]);
+        break;
+      case Backend.emptyQueryResponse:
+        this.tracker.emptyQuery();
+        break;
+      case Backend.portalSuspended:
+        this.tracker.portalSuspended();
+        break;
+      case Backend.errorResponse: {
+        const f = readNoticeFields(buf, start, end);
+        this.tracker.error(f.get("C") ?? "XX000", f.get("M") ?? "");
+        break;
+      }
+      case Backend.readyForQuery:
+        this.tracker.readyForQuery();
+        break;
+      case Backend.authentication:
+      case Backend.backendKeyData:
+        // Mid-session these would leak or replace the broker's own keys.
+        throw new PgWireError(
+          SqlState.protocolViolation,
+          "gw: the target sent an unexpected authentication message",
+        );
+      default:
+        break;
+    }
+    this.addSegment(buf, start, end);
+    return true;
+  };
+
+  // Consecutive messages of one buffer are forwarded as one slice.
+  private resetSegment(): void {
+    this.segBuf = null;
+    this.segStart = this.segEnd = -1;
+  }
+
+  private addSegment(buf: Buffer, start: number, end: number): void {
+    if (this.segBuf === buf && this.segEnd === start) {
+      this.segEnd = end;
+      return;
+    }
+    if (this.segBuf !== null) throw new Error("non-contiguous segments are not expected");
+    this.segBuf = buf;
+    this.segStart = start;
+    this.segEnd = end;
+  }
+
+  private flushSegment(write: (b: Buffer) => void): void {
+    if (this.segBuf === null) return;
+    const b =
+      this.segStart === 0 && this.segEnd === this.segBuf.length
+        ? this.segBuf
+        : this.segBuf.subarray(this.segStart, this.segEnd);
+    this.resetSegment();
+    write(b);
+  }
+
+  // --- recording and ending --------------------------------------------------------------
+
+  private statementDone(s: CompletedStatement): void {
+    this.statements++;
+    let r: Promise<void> | void;
+    try {
+      r = this.opts.hooks.onStatement(s);
+    } catch (err) {
+      return this.recordingFailed(err);
+    }
+    if (r) r.catch((err: unknown) => this.recordingFailed(err));
+  }
+
+  private recordingFailed(err: unknown): void {
+    this.opts.hooks.log("error", "recording a statement failed; closing the session", {
+      error: String(err),
+    });
+    this.fail(
+      new PgWireError(
+        SqlState.systemError,
+        "gw: the broker could not record this session, so it was closed (nothing runs unrecorded)",
+        {
+          hint: "Reconnect; if it happens again, tell the broker's operators (the store is failing).",
+        },
+      ),
+      "recording_failed",
+    );
+  }
+
+  private fail(err: unknown, reason: EndReason = "protocol_error"): void {
+    if (this.state === "closed") return;
+    let wire: PgWireError;
+    if (err instanceof PgWireError) wire = err;
+    else if (err instanceof FramingError) {
+      wire = new PgWireError(
+        err.kind === "too_large" ? SqlState.programLimitExceeded : SqlState.protocolViolation,
+        `gw: ${err.message}; the session was closed`,
+      );
+    } else if (err instanceof RangeError) {
+      wire = new PgWireError(
+        SqlState.protocolViolation,
+        "gw: malformed message from the client; the session was closed",
+      );
+    } else {
+      this.opts.hooks.log("error", "session failed", {
+        error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+      });
+      wire = internalWireError();
+    }
+    try {
+      this.client.send(wire.toBuffer());
+    } catch {
+      // The client may be gone already.
+    }
+    this.end(reason, wire.message);
+  }
+
+  private end(reason: EndReason, detail: string | null): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.endInfo = { reason, detail };
+    if (this.cancelKey) this.opts.cancels.unregister(this.cancelKey);
+    if (this.upstream) {
+      this.upstream.end();
+      this.upstream.destroySoon?.();
+    }
+    this.client.close();
+    this.opts.hooks.onEnd({
+      reason,
+      detail,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      statements: this.statements,
+    });
+  }
+
+  get ended(): { reason: EndReason; detail: string | null } | null {
+    return this.endInfo;
+  }
+}

@@ -1,0 +1,125 @@
+import type Database from "better-sqlite3";
+import { storeUnavailable } from "./errors.js";
+
+/**
+ * The SQLite schema, as an ordered list of migrations. The database's schema version is kept
+ * in the `user_version` pragma; opening a database runs every migration above it in one
+ * transaction together with the version bump, so a crash leaves the old or the new schema.
+ *
+ * To change the schema, append a migration with the next version; never edit a released one.
+ * Migrations run inside a transaction, so they cannot change `PRAGMA foreign_keys` (a table
+ * rebuild must keep foreign keys valid as it goes).
+ */
+export interface Migration {
+  version: number;
+  description: string;
+  up(db: Database.Database): void;
+}
+
+/** Marks the file as a gw database (PRAGMA application_id), "gw" + 0x0001. */
+export const GW_APPLICATION_ID = 0x67770001;
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    description: "sessions and statements",
+    up(db) {
+      db.exec(`
+        CREATE TABLE sessions (
+          id               TEXT    NOT NULL PRIMARY KEY,
+          oid              TEXT    NOT NULL,
+          name             TEXT    NOT NULL,
+          upn              TEXT,
+          type             TEXT    NOT NULL,
+          connection       TEXT    NOT NULL,
+          protocol         TEXT    NOT NULL,
+          application_name TEXT,
+          client_address   TEXT,
+          started_at       INTEGER NOT NULL,
+          ended_at         INTEGER,
+          end_reason       TEXT,
+          end_detail       TEXT,
+          bytes_in         INTEGER NOT NULL,
+          bytes_out        INTEGER NOT NULL,
+          statement_count  INTEGER NOT NULL
+        );
+        CREATE INDEX sessions_started_at ON sessions (started_at DESC);
+        CREATE INDEX sessions_oid ON sessions (oid, started_at DESC);
+        CREATE INDEX sessions_connection ON sessions (connection, started_at DESC);
+
+        CREATE TABLE statements (
+          session_id    TEXT    NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+          seq           INTEGER NOT NULL,
+          at            INTEGER NOT NULL,
+          duration_ms   REAL    NOT NULL,
+          sql           TEXT    NOT NULL,
+          protocol      TEXT    NOT NULL,
+          command_tag   TEXT,
+          row_count     INTEGER,
+          error_code    TEXT,
+          error_message TEXT,
+          PRIMARY KEY (session_id, seq)
+        );
+      `);
+      db.pragma(`application_id = ${GW_APPLICATION_ID}`);
+    },
+  },
+];
+
+export const SCHEMA_VERSION = migrations.length;
+
+// The list must be 1, 2, 3, ... so user_version maps to a position.
+migrations.forEach((m, i) => {
+  if (m.version !== i + 1)
+    throw new Error(`sqlite migration ${i} has version ${m.version}, expected ${i + 1}`);
+});
+
+function userVersion(db: Database.Database): number {
+  return db.pragma("user_version", { simple: true }) as number;
+}
+
+/**
+ * Brings the database up to SCHEMA_VERSION. Refuses a database written by a newer gw, and a
+ * SQLite file that belongs to something else. Returns the versions before and after.
+ */
+export function migrate(db: Database.Database, path: string): { from: number; to: number } {
+  // IMMEDIATE: two brokers opening the same file at once migrate one after the other, and the
+  // second sees the first one's version inside its own transaction.
+  const run = db.transaction((): { from: number; to: number } => {
+    const from = userVersion(db);
+    if (from > SCHEMA_VERSION) {
+      throw storeUnavailable(
+        `${path} has session store schema version ${from}, but this gw only knows versions up to ${SCHEMA_VERSION}`,
+        {
+          hint: "Upgrade gw to the version that wrote this database, or point store.sqlite at another file.",
+        },
+      );
+    }
+    if (from === 0) {
+      const tables = db
+        .prepare(
+          "SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .get() as { n: number };
+      if (tables.n > 0) {
+        throw storeUnavailable(`${path} is a SQLite database that gw did not create`, {
+          hint: "Point store.sqlite at a new file; gw will not add its tables to someone else's database.",
+        });
+      }
+    } else {
+      const appId = db.pragma("application_id", { simple: true }) as number;
+      if (appId !== GW_APPLICATION_ID) {
+        throw storeUnavailable(`${path} is a SQLite database that gw did not create`, {
+          hint: "Point store.sqlite at a new file.",
+        });
+      }
+    }
+    for (const m of migrations) {
+      if (m.version <= from) continue;
+      m.up(db);
+      db.pragma(`user_version = ${m.version}`);
+    }
+    return { from, to: SCHEMA_VERSION };
+  });
+  return run.immediate();
+}

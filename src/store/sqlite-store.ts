@@ -1,0 +1,529 @@
+import { chmodSync, closeSync, constants as fsc, mkdirSync, openSync, statSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { GwError, isGwError } from "../errors.js";
+import { storeClosed, storeUnavailable, storeWriteFailed } from "./errors.js";
+import { migrate } from "./sqlite-migrations.js";
+import {
+  effectiveLimit,
+  type SessionEndReason,
+  type SessionQuery,
+  type SessionRecord,
+  type SessionStore,
+  type StatementEvent,
+} from "./types.js";
+
+export interface SqliteStoreOptions {
+  /**
+   * How long a write (or the open) waits for another process's lock before failing, in ms.
+   * better-sqlite3 is synchronous, so this blocks the event loop while it waits. Default 5000.
+   */
+  busyTimeoutMs?: number;
+}
+
+export interface SqliteStoreStats {
+  /** Writes accepted (enqueued). */
+  writes: number;
+  /** Transactions attempted: one per tick with writes, plus one per read that found writes pending. */
+  batches: number;
+  /** Transactions that failed as a whole (every write in them rejected). */
+  failedBatches: number;
+}
+
+interface PendingWrite {
+  apply(): void;
+  resolve(): void;
+  reject(err: unknown): void;
+  /** Set when this write alone was refused (a constraint); the rest of the batch goes on. */
+  refused?: GwError;
+}
+
+interface SessionRow {
+  id: string;
+  oid: string;
+  name: string;
+  upn: string | null;
+  type: string;
+  connection: string;
+  protocol: string;
+  application_name: string | null;
+  client_address: string | null;
+  started_at: number;
+  ended_at: number | null;
+  end_reason: string | null;
+  end_detail: string | null;
+  bytes_in: number;
+  bytes_out: number;
+  statement_count: number;
+}
+
+interface StatementRow {
+  session_id: string;
+  seq: number;
+  at: number;
+  duration_ms: number;
+  sql: string;
+  protocol: string;
+  command_tag: string | null;
+  row_count: number | null;
+  error_code: string | null;
+  error_message: string | null;
+}
+
+const SESSION_COLUMNS =
+  "id, oid, name, upn, type, connection, protocol, application_name, client_address, started_at, " +
+  "ended_at, end_reason, end_detail, bytes_in, bytes_out, statement_count";
+
+const OPEN_HINT =
+  "Check that the directory exists and is writable by the user running gw, or set store.sqlite " +
+  "in the broker config to another path (store: { memory: true } keeps nothing on disk).";
+
+/**
+ * The embedded session store: one SQLite file in WAL mode.
+ *
+ * Writes are queued and committed together in one transaction on the next setImmediate, so a
+ * busy broker does one commit per tick rather than one per statement; each write's promise
+ * settles when that transaction has committed (or failed). Reads first commit pending writes,
+ * so a caller always reads what it wrote.
+ */
+export class SqliteStore implements SessionStore {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private queue: PendingWrite[] = [];
+  private timer: NodeJS.Immediate | undefined;
+  private closed = false;
+  private readonly counters: SqliteStoreStats = { writes: 0, batches: 0, failedBatches: 0 };
+  private readonly stmt: {
+    begin: Database.Statement;
+    commit: Database.Statement;
+    rollback: Database.Statement;
+    insertSession: Database.Statement;
+    endSession: Database.Statement;
+    sessionEnded: Database.Statement;
+    insertStatement: Database.Statement;
+    getSession: Database.Statement;
+    listStatements: Database.Statement;
+  };
+  private readonly listQueries = new Map<string, Database.Statement>();
+
+  /** Opens (creating if needed) and migrates the database; throws GwError store_unavailable. */
+  static open(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
+    const onDisk = path !== ":memory:" && path !== "";
+    if (onDisk) prepareFile(path);
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path);
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+      // Not every file system supports WAL (some network mounts); SQLite then keeps its
+      // rollback journal, which is slower but still correct, so the result is not enforced.
+      db.pragma("journal_mode = WAL");
+      db.pragma("synchronous = NORMAL");
+      db.pragma("foreign_keys = ON");
+      migrate(db, path);
+      return new SqliteStore(db, path);
+    } catch (err) {
+      try {
+        db?.close();
+      } catch {
+        // already failing; the original error is the one to report
+      }
+      if (isGwError(err)) throw err;
+      throw openFailed(path, err);
+    }
+  }
+
+  private constructor(db: Database.Database, path: string) {
+    this.db = db;
+    this.path = path;
+    this.stmt = {
+      begin: db.prepare("BEGIN IMMEDIATE"),
+      commit: db.prepare("COMMIT"),
+      rollback: db.prepare("ROLLBACK"),
+      insertSession: db.prepare(
+        `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES (@id, @oid, @name, @upn, @type, @connection, ` +
+          "@protocol, @application_name, @client_address, @started_at, @ended_at, @end_reason, " +
+          "@end_detail, @bytes_in, @bytes_out, @statement_count)",
+      ),
+      endSession: db.prepare(
+        "UPDATE sessions SET ended_at = @ended_at, end_reason = @end_reason, end_detail = @end_detail, " +
+          "bytes_in = @bytes_in, bytes_out = @bytes_out, statement_count = @statement_count " +
+          "WHERE id = @id AND ended_at IS NULL",
+      ),
+      sessionEnded: db.prepare("SELECT ended_at FROM sessions WHERE id = ?"),
+      insertStatement: db.prepare(
+        "INSERT INTO statements (session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, " +
+          "error_code, error_message) VALUES (@session_id, @seq, @at, @duration_ms, @sql, @protocol, " +
+          "@command_tag, @row_count, @error_code, @error_message)",
+      ),
+      getSession: db.prepare(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id = ?`),
+      listStatements: db.prepare(
+        "SELECT session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, error_code, " +
+          "error_message FROM statements WHERE session_id = ? ORDER BY seq",
+      ),
+    };
+  }
+
+  get stats(): SqliteStoreStats {
+    return { ...this.counters };
+  }
+
+  createSession(rec: SessionRecord): Promise<void> {
+    const row: SessionRow = {
+      id: rec.id,
+      oid: rec.identity.oid,
+      name: rec.identity.name,
+      upn: rec.identity.upn ?? null,
+      type: rec.identity.type,
+      connection: rec.connection,
+      protocol: rec.protocol,
+      application_name: rec.applicationName,
+      client_address: rec.clientAddress,
+      started_at: rec.startedAt,
+      ended_at: rec.endedAt,
+      end_reason: rec.endReason,
+      end_detail: rec.endDetail,
+      bytes_in: rec.bytesIn,
+      bytes_out: rec.bytesOut,
+      statement_count: rec.statementCount,
+    };
+    return this.enqueue(() => {
+      try {
+        this.stmt.insertSession.run(row);
+      } catch (err) {
+        if (sqliteCode(err) === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+          throw storeWriteFailed(`session ${rec.id} already exists`, { cause: err });
+        }
+        throw err;
+      }
+    });
+  }
+
+  endSession(
+    id: string,
+    end: Pick<
+      SessionRecord,
+      "endedAt" | "endReason" | "endDetail" | "bytesIn" | "bytesOut" | "statementCount"
+    >,
+  ): Promise<void> {
+    const params = {
+      id,
+      ended_at: end.endedAt,
+      end_reason: end.endReason,
+      end_detail: end.endDetail,
+      bytes_in: end.bytesIn,
+      bytes_out: end.bytesOut,
+      statement_count: end.statementCount,
+    };
+    return this.enqueue(() => {
+      if (this.stmt.endSession.run(params).changes > 0) return;
+      const found = this.stmt.sessionEnded.get(id);
+      throw storeWriteFailed(
+        found === undefined
+          ? `cannot end session ${id}: it does not exist`
+          : `session ${id} has already ended`,
+      );
+    });
+  }
+
+  addStatement(ev: StatementEvent): Promise<void> {
+    const row: StatementRow = {
+      session_id: ev.sessionId,
+      seq: ev.seq,
+      at: ev.at,
+      duration_ms: ev.durationMs,
+      sql: ev.sql,
+      protocol: ev.protocol,
+      command_tag: ev.commandTag,
+      row_count: ev.rows,
+      error_code: ev.errorCode,
+      error_message: ev.errorMessage,
+    };
+    return this.enqueue(() => {
+      try {
+        this.stmt.insertStatement.run(row);
+      } catch (err) {
+        const code = sqliteCode(err);
+        if (code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+          throw storeWriteFailed(
+            `statement ${ev.seq} of session ${ev.sessionId} is already recorded`,
+            { cause: err },
+          );
+        }
+        if (code === "SQLITE_CONSTRAINT_FOREIGNKEY") {
+          throw storeWriteFailed(
+            `cannot record a statement for session ${ev.sessionId}: it does not exist`,
+            {
+              cause: err,
+            },
+          );
+        }
+        throw err;
+      }
+    });
+  }
+
+  async listSessions(q: SessionQuery): Promise<SessionRecord[]> {
+    this.beforeRead();
+    const where: string[] = [];
+    const params: Record<string, string | number> = { limit: effectiveLimit(q.limit) };
+    if (q.oid !== undefined) {
+      where.push("oid = @oid");
+      params.oid = q.oid;
+    }
+    if (q.connection !== undefined) {
+      where.push("connection = @connection");
+      params.connection = q.connection;
+    }
+    const sql =
+      `SELECT ${SESSION_COLUMNS} FROM sessions` +
+      (where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "") +
+      " ORDER BY started_at DESC, rowid DESC LIMIT @limit";
+    let stmt = this.listQueries.get(sql);
+    if (stmt === undefined) {
+      stmt = this.db.prepare(sql);
+      this.listQueries.set(sql, stmt);
+    }
+    return (stmt.all(params) as SessionRow[]).map(toSession);
+  }
+
+  async getSession(id: string): Promise<SessionRecord | null> {
+    this.beforeRead();
+    const row = this.stmt.getSession.get(id) as SessionRow | undefined;
+    return row === undefined ? null : toSession(row);
+  }
+
+  async listStatements(sessionId: string): Promise<StatementEvent[]> {
+    this.beforeRead();
+    return (this.stmt.listStatements.all(sessionId) as StatementRow[]).map(toStatement);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.flush();
+    this.db.close();
+  }
+
+  private enqueue(apply: () => void): Promise<void> {
+    if (this.closed) return Promise.reject(storeClosed());
+    this.counters.writes++;
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ apply, resolve, reject });
+      this.timer ??= setImmediate(() => {
+        this.timer = undefined;
+        this.flush();
+      });
+    });
+  }
+
+  private beforeRead(): void {
+    if (this.closed) throw storeClosed();
+    this.flush();
+  }
+
+  /** Commits every pending write in one transaction and settles their promises. Never throws. */
+  private flush(): void {
+    if (this.timer !== undefined) {
+      clearImmediate(this.timer);
+      this.timer = undefined;
+    }
+    const batch = this.queue;
+    if (batch.length === 0) return;
+    this.queue = [];
+    this.counters.batches++;
+
+    let failure: GwError | undefined;
+    try {
+      // IMMEDIATE takes the write lock up front: a lock held by another process fails the
+      // batch once (after busy_timeout) instead of once per write.
+      this.stmt.begin.run();
+      for (const w of batch) {
+        try {
+          w.apply();
+        } catch (err) {
+          // A constraint aborts only its own statement; the transaction goes on without it.
+          // Anything else (I/O, disk full, a missing table) fails the whole batch.
+          if (!this.db.inTransaction || !(isGwError(err) || isConstraint(err))) throw err;
+          w.refused = isGwError(err)
+            ? err
+            : storeWriteFailed(`write refused by the session store: ${errMessage(err)}`, {
+                cause: err,
+              });
+        }
+      }
+      this.stmt.commit.run();
+    } catch (err) {
+      failure = this.batchFailed(err, batch.length);
+      if (this.db.inTransaction) {
+        try {
+          this.stmt.rollback.run();
+        } catch {
+          // The connection is broken; later batches will fail and report it.
+        }
+      }
+    }
+    if (failure !== undefined) this.counters.failedBatches++;
+    for (const w of batch) {
+      if (failure !== undefined) w.reject(failure);
+      else if (w.refused !== undefined) w.reject(w.refused);
+      else w.resolve();
+    }
+  }
+
+  private batchFailed(err: unknown, n: number): GwError {
+    const code = sqliteCode(err);
+    const hint =
+      code?.startsWith("SQLITE_BUSY") === true
+        ? `Another process holds a lock on ${this.path}; stop it, or give gw its own database file.`
+        : code?.startsWith("SQLITE_FULL") === true
+          ? `The disk holding ${this.path} is full; free space.`
+          : code?.startsWith("SQLITE_READONLY") === true
+            ? `${this.path} cannot be written; check its permissions and those of its directory.`
+            : `Check ${this.path} and the disk it is on.`;
+    return storeWriteFailed(
+      `could not record ${n} write${n === 1 ? "" : "s"} to the session store at ${this.path}: ${errMessage(err)}`,
+      { hint, cause: err },
+    );
+  }
+}
+
+/** Creates the directory (0700) and the file (0600) before SQLite does; the file holds SQL text. */
+function prepareFile(path: string): void {
+  const dir = dirname(path);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw storeUnavailable(
+      `cannot create the directory ${dir} for the session store ${path}: ${errMessage(err)}`,
+      {
+        hint: OPEN_HINT,
+        cause: err,
+      },
+    );
+  }
+  try {
+    closeSync(openSync(path, fsc.O_CREAT | fsc.O_EXCL | fsc.O_RDWR, 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
+      throw storeUnavailable(`cannot create the session store ${path}: ${errMessage(err)}`, {
+        hint: OPEN_HINT,
+        cause: err,
+      });
+    }
+  }
+  let mode: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) {
+      throw storeUnavailable(`the session store ${path} is not a regular file`, {
+        hint: "Set store.sqlite in the broker config to a file path, not a directory.",
+      });
+    }
+    mode = st.mode;
+  } catch (err) {
+    if (isGwError(err)) throw err;
+    throw storeUnavailable(`cannot open the session store ${path}: ${errMessage(err)}`, {
+      hint: OPEN_HINT,
+      cause: err,
+    });
+  }
+  // An existing file readable by others leaks recorded SQL: tighten it (SQLite gives its -wal
+  // and -shm files the database file's mode), or refuse.
+  if ((mode & 0o077) !== 0) {
+    for (const f of [path, `${path}-wal`, `${path}-shm`]) {
+      try {
+        chmodSync(f, 0o600);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ENOENT" && f !== path) continue;
+        throw storeUnavailable(
+          `the session store ${f} is readable by other users and gw cannot change that: ${errMessage(err)}`,
+          { hint: `Run: chmod 600 ${f}`, cause: err },
+        );
+      }
+    }
+  }
+}
+
+function openFailed(path: string, err: unknown): GwError {
+  if (!(err instanceof Database.SqliteError)) {
+    // The native module did not load (wrong Node ABI, missing build), or something stranger.
+    return storeUnavailable(`cannot open the session store ${path}: ${errMessage(err)}`, {
+      hint: "If the SQLite driver failed to load, reinstall gw (or run `npm rebuild better-sqlite3`) for this Node version.",
+      cause: err,
+    });
+  }
+  const code = err.code;
+  if (code === "SQLITE_NOTADB") {
+    return storeUnavailable(`${path} is not a SQLite database`, {
+      hint: "Point store.sqlite at a new file, or move this file away.",
+      cause: err,
+    });
+  }
+  if (code.startsWith("SQLITE_CORRUPT")) {
+    return storeUnavailable(`the session store ${path} is corrupt: ${err.message}`, {
+      hint: "Restore it from a backup, or move it away and let gw create a new one.",
+      cause: err,
+    });
+  }
+  if (code.startsWith("SQLITE_BUSY")) {
+    return storeUnavailable(`the session store ${path} is locked by another process`, {
+      hint: "Stop the other process, or give this broker its own database file.",
+      cause: err,
+    });
+  }
+  return storeUnavailable(`cannot open the session store ${path}: ${err.message}`, {
+    hint: OPEN_HINT,
+    cause: err,
+  });
+}
+
+function toSession(r: SessionRow): SessionRecord {
+  const identity: SessionRecord["identity"] = {
+    oid: r.oid,
+    name: r.name,
+    type: r.type as SessionRecord["identity"]["type"],
+  };
+  if (r.upn !== null) identity.upn = r.upn;
+  return {
+    id: r.id,
+    identity,
+    connection: r.connection,
+    protocol: r.protocol as SessionRecord["protocol"],
+    applicationName: r.application_name,
+    clientAddress: r.client_address,
+    startedAt: r.started_at,
+    endedAt: r.ended_at,
+    endReason: r.end_reason as SessionEndReason | null,
+    endDetail: r.end_detail,
+    bytesIn: r.bytes_in,
+    bytesOut: r.bytes_out,
+    statementCount: r.statement_count,
+  };
+}
+
+function toStatement(r: StatementRow): StatementEvent {
+  return {
+    sessionId: r.session_id,
+    seq: r.seq,
+    at: r.at,
+    durationMs: r.duration_ms,
+    sql: r.sql,
+    protocol: r.protocol as StatementEvent["protocol"],
+    commandTag: r.command_tag,
+    rows: r.row_count,
+    errorCode: r.error_code,
+    errorMessage: r.error_message,
+  };
+}
+
+function sqliteCode(err: unknown): string | undefined {
+  return err instanceof Database.SqliteError ? err.code : undefined;
+}
+
+function isConstraint(err: unknown): boolean {
+  return sqliteCode(err)?.startsWith("SQLITE_CONSTRAINT") === true;
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

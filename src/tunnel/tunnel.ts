@@ -1,0 +1,217 @@
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
+import { Agent as HttpsAgent } from "node:https";
+import { readFileSync } from "node:fs";
+import { rootCertificates } from "node:tls";
+import { WebSocket } from "ws";
+import { ExitCode, GwError } from "../errors.js";
+import { refuseLocally } from "../protocols/postgres/local-refusal.js";
+import type { BrokerClient, BrokerConnectionInfo } from "./broker-client.js";
+import { httpError, unreachable } from "./broker-client.js";
+
+/**
+ * The local end of a tunnel: a TCP listener whose every accepted connection becomes one
+ * WebSocket stream to the broker (binary frames: the client's bytes; text frames: control).
+ *
+ * One stream per connection keeps TCP backpressure end to end and lets a load balancer spread
+ * connections over broker replicas. TLS sessions are resumed through a shared agent, so a new
+ * stream costs little more than the WebSocket upgrade.
+ */
+const HIGH_WATER = 1 << 20;
+const SEND_OPTS = { binary: true, compress: false } as const;
+
+export type TunnelEvent =
+  | { type: "stream_open"; id: number }
+  | { type: "session"; id: number; session: string }
+  | { type: "stream_refused"; id: number; error: GwError }
+  | { type: "stream_closed"; id: number; bytesIn: number; bytesOut: number };
+
+export interface TunnelOptions {
+  client: BrokerClient;
+  connection: BrokerConnectionInfo;
+  /** Called for every new stream, so a refreshed token is used as soon as it exists. */
+  token: () => string | Promise<string>;
+  bind: string;
+  port: number;
+  onEvent?: (e: TunnelEvent) => void;
+}
+
+export class Tunnel {
+  private readonly streams = new Set<{ socket: Socket; ws: WebSocket | null }>();
+  private nextId = 1;
+  private readonly agent: HttpsAgent;
+
+  private constructor(
+    private readonly server: Server,
+    private readonly opts: TunnelOptions,
+  ) {
+    const caFile = opts.client.caFile;
+    this.agent = new HttpsAgent({
+      ca: caFile ? [...rootCertificates, readFileSync(caFile, "utf8")] : undefined,
+      maxCachedSessions: 100,
+    });
+    server.on("connection", (socket) => this.accept(socket));
+  }
+
+  static async open(opts: TunnelOptions): Promise<Tunnel> {
+    const server = createServer({ noDelay: true, pauseOnConnect: true });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err: NodeJS.ErrnoException) => {
+        if (err.code === "EADDRINUSE") {
+          reject(
+            new GwError("port_in_use", `port ${opts.port} on ${opts.bind} is already in use`, {
+              exitCode: ExitCode.conflict,
+              hint: `Another program (or another gw connect) listens there. Pass --port N for another port, or --port 0 for any free one.`,
+            }),
+          );
+        } else if (err.code === "EACCES") {
+          reject(
+            new GwError("port_denied", `not allowed to listen on ${opts.bind}:${opts.port}`, {
+              exitCode: ExitCode.conflict,
+              hint: "Use a port above 1023.",
+            }),
+          );
+        } else if (err.code === "EADDRNOTAVAIL") {
+          reject(
+            new GwError("bind_invalid", `cannot listen on ${opts.bind}: no such local address`, {
+              exitCode: ExitCode.usage,
+            }),
+          );
+        } else reject(err);
+      });
+      server.listen({ host: opts.bind, port: opts.port, exclusive: true }, () => resolve());
+    });
+    return new Tunnel(server, opts);
+  }
+
+  get address(): { host: string; port: number } {
+    const a = this.server.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.streams) {
+      s.ws?.close(1001);
+      s.socket.destroy();
+    }
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.agent.destroy();
+  }
+
+  private accept(socket: Socket): void {
+    const id = this.nextId++;
+    const entry: { socket: Socket; ws: WebSocket | null } = { socket, ws: null };
+    this.streams.add(entry);
+    const early: Buffer[] = [];
+    let bytesIn = 0;
+    let bytesOut = 0;
+    let refused = false;
+    const emit = (e: TunnelEvent) => this.opts.onEvent?.(e);
+    socket.setNoDelay(true);
+    const onEarly = (c: Buffer) => early.push(c);
+    socket.on("data", onEarly);
+    socket.resume();
+    socket.on("error", () => undefined);
+
+    const refuse = (err: GwError) => {
+      if (refused) return;
+      refused = true;
+      socket.off("data", onEarly);
+      emit({ type: "stream_refused", id, error: err });
+      if (this.opts.connection.type === "postgres") {
+        refuseLocally(socket, early, {
+          code:
+            err.exitCode === ExitCode.auth || err.exitCode === ExitCode.forbidden
+              ? "28000"
+              : "08006",
+          message: `gw: ${err.message}`,
+          hint: err.hint,
+        });
+      } else socket.destroy();
+    };
+
+    Promise.resolve(this.opts.token()).then(
+      (token) => {
+        if (socket.destroyed) return void this.streams.delete(entry);
+        const ws = new WebSocket(this.opts.client.tunnelUrl(this.opts.connection.name), {
+          headers: { authorization: `Bearer ${token}` },
+          perMessageDeflate: false,
+          agent: this.opts.client.tunnelUrl("x").startsWith("wss:") ? this.agent : undefined,
+          handshakeTimeout: 15_000,
+          maxPayload: 256 * 1024 * 1024,
+        });
+        entry.ws = ws;
+        ws.on("unexpected-response", (_req, res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            let body: unknown;
+            try {
+              body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+            } catch {
+              body = undefined;
+            }
+            refuse(httpError(this.opts.client.url, res.statusCode ?? 500, body));
+            ws.terminate();
+          });
+        });
+        ws.on("error", (err) => {
+          if (ws.readyState !== WebSocket.OPEN) refuse(unreachable(this.opts.client.url, err));
+        });
+        ws.on("open", () => {
+          emit({ type: "stream_open", id });
+          socket.off("data", onEarly);
+          for (const c of early) {
+            bytesIn += c.length;
+            ws.send(c, SEND_OPTS);
+          }
+          early.length = 0;
+          const raw = (ws as unknown as { _socket?: Socket })._socket;
+          raw?.on("drain", () => socket.resume());
+          socket.on("data", (c: Buffer) => {
+            bytesIn += c.length;
+            ws.send(c, SEND_OPTS);
+            if (ws.bufferedAmount > HIGH_WATER) socket.pause();
+          });
+          socket.on("drain", () => ws.resume());
+          socket.on("end", () => ws.close(1000));
+          socket.on("close", () => {
+            if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+          });
+        });
+        ws.on("message", (data: Buffer, isBinary: boolean) => {
+          if (isBinary) {
+            bytesOut += data.length;
+            if (!socket.write(data)) ws.pause();
+            return;
+          }
+          try {
+            const msg = JSON.parse(data.toString("utf8")) as { type?: string; id?: string };
+            if (msg.type === "session" && typeof msg.id === "string")
+              emit({ type: "session", id, session: msg.id });
+          } catch {
+            // Unknown control messages are ignored: newer brokers may send more.
+          }
+        });
+        ws.on("close", () => {
+          this.streams.delete(entry);
+          if (!refused) {
+            socket.end();
+            emit({ type: "stream_closed", id, bytesIn, bytesOut });
+          }
+        });
+      },
+      (err: unknown) => {
+        this.streams.delete(entry);
+        refuse(
+          err instanceof GwError
+            ? err
+            : new GwError("token_unavailable", String(err), { exitCode: ExitCode.auth }),
+        );
+      },
+    );
+  }
+}
