@@ -1,7 +1,7 @@
 import { connect as netConnect, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { Backend, Frontend, SqlState, StartupCode } from "./codes.js";
-import { FramingError, MessageFramer, STARTUP_TYPE } from "./framing.js";
+import { FramingError, MessageFramer } from "./framing.js";
 import { PgWireError, internalWireError } from "./pg-wire-error.js";
 import { StatementTracker, type CompletedStatement } from "./statement-tracker.js";
 import type { CancelRegistry } from "./cancel-registry.js";
