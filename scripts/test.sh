@@ -51,4 +51,12 @@ if [[ -n "$missing" ]]; then
   fi
 fi
 
+# A full run (no arguments) also holds the tree to its static checks, as CI does.
+if [[ $# -eq 0 ]]; then
+  echo "test.sh: typecheck, lint, format" >&2
+  npx tsc --noEmit -p .
+  npx eslint .
+  npx prettier --check . >/dev/null || { npx prettier --list-different .; echo "test.sh: run npm run format" >&2; exit 1; }
+fi
+
 exec npx vitest run "$@"

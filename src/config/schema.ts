@@ -57,6 +57,8 @@ export const identityConfig = z
     jwksUri: z.url().optional(),
     algorithms: z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "ES256"])).default(["RS256"]),
     clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
+    /** How long a live session outlives its token when no fresh one arrives. */
+    expiryGraceSeconds: z.number().int().min(0).max(3600).default(30),
     /** A private CA for the issuer's endpoints (the local identity server in tests and demo). */
     ca: z.string().optional(),
     /** Published at /.well-known/gw-configuration for `gw login`. */

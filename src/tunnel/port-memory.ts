@@ -1,5 +1,6 @@
 import Conf from "conf";
 import { createServer } from "node:net";
+import { configDir } from "../config/paths.js";
 
 /**
  * Remembers the local port each connection was given, so configs and MCP servers pointing at
