@@ -84,7 +84,10 @@ export class Broker {
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
-      maxPayload: cfg.limits.maxMessageBytes + 1024,
+      // A frame carries whatever one read of the client's socket returned (up to 64 KiB, many
+      // messages), not one message: the message limit is the session's to enforce, with an
+      // ErrorResponse. Tied to a small limit, frames were cut off with a bare close instead.
+      maxPayload: Math.max(cfg.limits.maxMessageBytes + 1024, 1 << 20),
     });
     this.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on("error", () => socket.destroy());

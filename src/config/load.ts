@@ -39,8 +39,29 @@ function formatPath(path: readonly PropertyKey[]): string {
   return path.map((p) => String(p)).join(".");
 }
 
-function zodProblems(error: z.ZodError): ConfigProblem[] {
-  return error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
+/** The value at `path` in the parsed YAML; undefined when any step of it is absent. */
+function valueAt(raw: unknown, path: readonly PropertyKey[]): unknown {
+  let v = raw;
+  for (const k of path) {
+    if (v === null || typeof v !== "object" || !Object.hasOwn(v, k)) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function zodProblems(error: z.ZodError, raw: unknown): ConfigProblem[] {
+  return error.issues.map((issue) => {
+    // For a missing field zod says "Invalid input" (unions) or "expected string, received
+    // undefined"; say plainly that the field is required.
+    const missing =
+      (issue.code === "invalid_type" || issue.code === "invalid_union") &&
+      issue.path.length > 0 &&
+      valueAt(raw, issue.path) === undefined;
+    return {
+      path: formatPath(issue.path),
+      message: missing ? "required, but missing" : issue.message,
+    };
+  });
 }
 
 /** Checks the schema cannot express: they need to look at several fields together. */
@@ -85,9 +106,9 @@ export function parseConfig(text: string, file = "broker.yaml"): BrokerConfig {
       })),
     );
   }
-  const raw: unknown = doc.toJS();
-  const parsed = brokerConfig.safeParse(raw ?? {});
-  if (!parsed.success) throw new ConfigError(file, zodProblems(parsed.error));
+  const raw: unknown = doc.toJS() ?? {};
+  const parsed = brokerConfig.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(file, zodProblems(parsed.error, raw));
   const cross = crossChecks(parsed.data);
   if (cross.length > 0) throw new ConfigError(file, cross);
   return resolvePaths(parsed.data, dirname(resolve(file)));

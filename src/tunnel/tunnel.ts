@@ -117,7 +117,9 @@ export class Tunnel {
     socket.on("error", () => undefined);
 
     const refuse = (err: GwError) => {
-      if (refused) return;
+      // A client that is gone cannot be told anything (and refuseLocally's timer would
+      // keep the process alive for nothing).
+      if (refused || socket.destroyed) return;
       refused = true;
       socket.off("data", onEarly);
       emit({ type: "stream_refused", id, error: err });
@@ -133,7 +135,20 @@ export class Tunnel {
       } else socket.destroy();
     };
 
-    Promise.resolve(this.opts.token()).then(
+    // A client that leaves before its stream is open: abandon the stream, so no half-open
+    // stream (and idle broker session) outlives it. Once open, the 'open' handler's own
+    // close listener ends the stream.
+    socket.once("close", () => {
+      const ws = entry.ws;
+      if (ws === null) this.streams.delete(entry);
+      else if (ws.readyState === WebSocket.CONNECTING) {
+        refused = true;
+        ws.terminate();
+      }
+    });
+
+    // token() may throw (not signed in): that must refuse this stream, not crash the process.
+    new Promise<string>((resolve) => resolve(this.opts.token())).then(
       (token) => {
         if (socket.destroyed) return void this.streams.delete(entry);
         const ws = new WebSocket(this.opts.client.tunnelUrl(this.opts.connection.name), {

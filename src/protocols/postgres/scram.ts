@@ -13,11 +13,11 @@ const saltedCache = new Map<string, Buffer>();
 const SALTED_CACHE_MAX = 256;
 
 async function saltedPassword(password: string, salt: Buffer, iterations: number): Promise<Buffer> {
+  // Fields that cannot contain the separator come first, so no two inputs share a key
+  // (salt bytes and iteration digits once ran together: salt S+"40" at 96 = salt S at 4096).
   const key = createHash("sha256")
+    .update(`${iterations}\0${salt.toString("base64")}\0`)
     .update(password)
-    .update("\0")
-    .update(salt)
-    .update(String(iterations))
     .digest("base64");
   const hit = saltedCache.get(key);
   if (hit) return hit;

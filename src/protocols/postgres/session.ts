@@ -77,6 +77,9 @@ type State = "startup" | "connecting" | "relaying" | "closed";
 /** Startup parameters a client may not choose: the broker decides who and where. */
 const RESERVED_PARAMS = new Set(["user", "database", "replication"]);
 
+/** PostgreSQL's MaxAllocSize (1 GiB - 1) plus the length word: the largest message a target sends. */
+const TARGET_MESSAGE_MAX = 0x3fffffff + 4;
+
 export class PostgresSession {
   private state: State = "startup";
   private readonly clientFramer: MessageFramer;
@@ -102,7 +105,9 @@ export class PostgresSession {
       startup: true,
       maxStartupBytes: opts.maxStartupBytes,
     });
-    this.upstreamFramer = new MessageFramer(opts.maxMessageBytes);
+    // maxMessageBytes limits what clients send. The target's answers (a wide row, say) may be
+    // bigger; PostgreSQL builds no message over 1 GiB, so anything longer is garbage.
+    this.upstreamFramer = new MessageFramer(Math.max(opts.maxMessageBytes, TARGET_MESSAGE_MAX));
     this.tracker = new StatementTracker((s) => this.statementDone(s));
   }
 
@@ -168,8 +173,8 @@ export class PostgresSession {
             "gw: replication connections are not allowed through gw",
           );
         }
-        const rest = buf.subarray(end);
-        if (rest.length > 0) this.pendingClient.push(Buffer.from(rest));
+        // Bytes behind the startup packet stay in the framer (returning false keeps them) and
+        // are relayed once the target session is open; they must not be queued a second time.
         this.connect(params);
         return false;
       }
@@ -198,6 +203,17 @@ export class PostgresSession {
           up.socket.destroy();
           return;
         }
+        if (up.socket.destroyed) {
+          // Lost while the session start was being recorded.
+          this.fail(
+            new PgWireError(
+              SqlState.connectionFailure,
+              `gw: lost the connection to the target of ${this.opts.target.name}`,
+            ),
+            "upstream_error",
+          );
+          return;
+        }
         this.upstream = up.socket;
         this.attachUpstream(up.socket);
         if (up.backendKey) {
@@ -218,7 +234,11 @@ export class PostgresSession {
         this.client.send(helloBuf);
         this.state = "relaying";
         if (up.leftover) this.onUpstreamData(up.leftover);
+        // openUpstream paused the socket; what arrived since comes after the leftover.
+        up.socket.resume();
         const queued = this.pendingClient.splice(0);
+        // First what the client pipelined right behind its startup packet, then the rest.
+        if (this.clientFramer.buffered > 0) queued.unshift(Buffer.alloc(0));
         for (const chunk of queued) {
           if (this.state !== "relaying") break;
           try {

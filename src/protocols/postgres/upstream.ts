@@ -104,6 +104,11 @@ export function openUpstream(
       socket.removeAllListeners("data");
       socket.removeAllListeners("error");
       socket.removeAllListeners("close");
+      // Until the session attaches (it first waits for the store), hold what the target sends
+      // and keep a listener: an 'error' (a reset) with none would crash the broker. The session
+      // sees the socket destroyed and tells the client.
+      socket.pause();
+      socket.on("error", () => undefined);
       resolve(s);
     };
     const onError = (err: NodeJS.ErrnoException) => {
