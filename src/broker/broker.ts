@@ -18,13 +18,14 @@ import { AuthError, TokenVerifier } from "../identity/verify-token.js";
 import { CancelRegistry } from "../protocols/postgres/cancel-registry.js";
 import { SqlState } from "../protocols/postgres/codes.js";
 import { PgWireError } from "../protocols/postgres/pg-wire-error.js";
-import { PostgresSession } from "../protocols/postgres/session.js";
+import { PostgresSession, signInExpiredError } from "../protocols/postgres/session.js";
 import type { UpstreamTarget } from "../protocols/postgres/upstream.js";
 import type { SessionStore } from "../store/types.js";
 import { ApiError, clientAddress, refuseUpgrade, sendError, sendJson } from "./http-util.js";
 import { createLogger, redact, type Logger } from "./logger.js";
 import { recordingHooks } from "./recorder.js";
 import { WsChannel } from "./ws-channel.js";
+import { SessionValidity } from "./session-validity.js";
 import { VERSION } from "../version.js";
 
 export interface BrokerOptions {
@@ -154,6 +155,10 @@ export class Broker {
         ),
       );
     }
+    // Sessions were told; give the close frames a moment, then drop whatever lingers, so a
+    // client that never answers the close handshake cannot hold shutdown for 30 s.
+    if (this.wss.clients.size > 0) await new Promise((r) => setTimeout(r, 250));
+    for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
@@ -328,8 +333,19 @@ export class Broker {
       channel.close();
       return;
     }
+    // The session lives as long as its identity's sign-in does; fresh tokens extend it.
+    const validity = new SessionValidity(
+      identity,
+      this.opts.config.identity.expiryGraceSeconds * 1000,
+      () => {
+        log.log("info", "sign-in expired; ending the session");
+        channel.sendControl({ type: "sign_in_expired" });
+        session.terminate("auth_expired", signInExpiredError());
+      },
+    );
     const session = new PostgresSession(channel, {
       target,
+      signInExpired: () => validity.expired,
       ownerOid: identity.oid,
       maxMessageBytes: this.opts.config.limits.maxMessageBytes,
       maxStartupBytes: this.opts.config.limits.maxStartupBytes,
@@ -347,13 +363,51 @@ export class Broker {
     this.live.set(id, { id, identity, connection: name, session, channel });
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       if (isBinary) session.onClientData(data);
-      // Text frames are control messages (token refresh); none are defined yet.
+      else this.onControl(data, validity, channel, log);
     });
     ws.on("close", () => {
+      validity.stop();
       this.live.delete(id);
       session.onClientClosed();
     });
     ws.on("error", (err) => log.log("warn", "tunnel stream error", { error: err.message }));
+  }
+
+  /** Text frames beside the data: today, fresh tokens from the CLI. */
+  private onControl(
+    data: Buffer,
+    validity: SessionValidity,
+    channel: WsChannel,
+    log: Logger,
+  ): void {
+    let msg: { type?: unknown; token?: unknown };
+    try {
+      msg = JSON.parse(data.toString("utf8")) as typeof msg;
+    } catch {
+      log.log("warn", "malformed control message ignored");
+      return;
+    }
+    if (msg.type !== "token" || typeof msg.token !== "string") {
+      log.log("warn", "unknown control message ignored", { type: String(msg.type) });
+      return;
+    }
+    this.verifier.verify(msg.token).then(
+      (next) => {
+        const r = validity.extend(next);
+        if (r.ok) {
+          log.log("debug", "token refreshed", { expiresAt: r.expiresAt });
+          channel.sendControl({ type: "token_accepted", expiresAt: r.expiresAt });
+        } else {
+          log.log("warn", "refreshed token refused", { code: r.code, newOid: next.oid });
+          channel.sendControl({ type: "token_rejected", code: r.code, message: r.message });
+        }
+      },
+      (err: unknown) => {
+        const e = toApiError(err);
+        log.log("warn", "refreshed token refused", { code: e.code });
+        channel.sendControl({ type: "token_rejected", code: e.code, message: e.message });
+      },
+    );
   }
 
   private targetOf(name: string, conn: ConnectionConfig): UpstreamTarget {

@@ -7,6 +7,7 @@ import { ExitCode, GwError } from "../errors.js";
 import { refuseLocally } from "../protocols/postgres/local-refusal.js";
 import type { BrokerClient, BrokerConnectionInfo } from "./broker-client.js";
 import { httpError, unreachable } from "./broker-client.js";
+import { TokenRefresher } from "./token-refresher.js";
 
 /**
  * The local end of a tunnel: a TCP listener whose every accepted connection becomes one
@@ -23,7 +24,15 @@ export type TunnelEvent =
   | { type: "stream_open"; id: number }
   | { type: "session"; id: number; session: string }
   | { type: "stream_refused"; id: number; error: GwError }
-  | { type: "stream_closed"; id: number; bytesIn: number; bytesOut: number };
+  | { type: "stream_closed"; id: number; bytesIn: number; bytesOut: number }
+  /** A fresh token went to the open streams. */
+  | { type: "token_refreshed"; expiresAt: number | null; streams: number }
+  /** Getting a fresh token failed; open sessions end when the current one expires. */
+  | { type: "token_refresh_failed"; error: unknown; expiresAt: number | null }
+  /** The broker refused a refreshed token for one stream (kept the old one). */
+  | { type: "token_rejected"; id: number; code: string; message: string }
+  /** The broker ended a stream's session because its sign-in expired. */
+  | { type: "sign_in_expired"; id: number };
 
 export interface TunnelOptions {
   client: BrokerClient;
@@ -39,6 +48,7 @@ export class Tunnel {
   private readonly streams = new Set<{ socket: Socket; ws: WebSocket | null }>();
   private nextId = 1;
   private readonly agent: HttpsAgent;
+  private readonly refresher: TokenRefresher;
 
   private constructor(
     private readonly server: Server,
@@ -48,6 +58,22 @@ export class Tunnel {
     this.agent = new HttpsAgent({
       ca: caFile ? [...rootCertificates, readFileSync(caFile, "utf8")] : undefined,
       maxCachedSessions: 100,
+    });
+    this.refresher = new TokenRefresher(opts.token, {
+      onToken: (token, expiresAt) => {
+        // Streams opened with an older token get the new one beside their data.
+        const msg = JSON.stringify({ type: "token", token });
+        let n = 0;
+        for (const s of this.streams) {
+          if (s.ws?.readyState === WebSocket.OPEN) {
+            s.ws.send(msg);
+            n++;
+          }
+        }
+        if (n > 0) this.opts.onEvent?.({ type: "token_refreshed", expiresAt, streams: n });
+      },
+      onError: (error, expiresAt) =>
+        this.opts.onEvent?.({ type: "token_refresh_failed", error, expiresAt }),
     });
     server.on("connection", (socket) => this.accept(socket));
   }
@@ -93,6 +119,7 @@ export class Tunnel {
   }
 
   async close(): Promise<void> {
+    this.refresher.stop();
     for (const s of this.streams) {
       s.ws?.close(1001);
       s.socket.destroy();
@@ -148,7 +175,7 @@ export class Tunnel {
     });
 
     // token() may throw (not signed in): that must refuse this stream, not crash the process.
-    new Promise<string>((resolve) => resolve(this.opts.token())).then(
+    this.refresher.token().then(
       (token) => {
         if (socket.destroyed) return void this.streams.delete(entry);
         const ws = new WebSocket(this.opts.client.tunnelUrl(this.opts.connection.name), {
@@ -204,9 +231,22 @@ export class Tunnel {
             return;
           }
           try {
-            const msg = JSON.parse(data.toString("utf8")) as { type?: string; id?: string };
+            const msg = JSON.parse(data.toString("utf8")) as {
+              type?: string;
+              id?: string;
+              code?: string;
+              message?: string;
+            };
             if (msg.type === "session" && typeof msg.id === "string")
               emit({ type: "session", id, session: msg.id });
+            else if (msg.type === "token_rejected")
+              emit({
+                type: "token_rejected",
+                id,
+                code: String(msg.code),
+                message: String(msg.message),
+              });
+            else if (msg.type === "sign_in_expired") emit({ type: "sign_in_expired", id });
           } catch {
             // Unknown control messages are ignored: newer brokers may send more.
           }

@@ -70,6 +70,19 @@ export interface SessionOptions {
   maxStartupBytes: number;
   cancels: CancelRegistry;
   hooks: SessionHooks;
+  /** True once the identity's sign-in has lapsed: the next client message ends the session. */
+  signInExpired?: () => boolean;
+}
+
+/** What a client sees when its token lapsed and no fresh one arrived. */
+export function signInExpiredError(): PgWireError {
+  return new PgWireError(
+    SqlState.invalidAuthorization,
+    "gw: your sign-in expired; run `gw login`",
+    {
+      hint: "gw connect refreshes tokens by itself while it can; it could not, so sign in again and reconnect.",
+    },
+  );
 }
 
 type State = "startup" | "connecting" | "relaying" | "closed";
@@ -88,6 +101,8 @@ export class PostgresSession {
   private readonly pendingClient: Buffer[] = [];
   private readonly tracker: StatementTracker;
   private cancelKey: { pid: number; secret: number } | null = null;
+  /** The target's own backend pid, which clients never see (they get cancelKey.pid). */
+  private upstreamPid = 0;
   private bytesIn = 0;
   private bytesOut = 0;
   private statements = 0;
@@ -117,6 +132,10 @@ export class PostgresSession {
     this.bytesIn += chunk.length;
     if (this.state === "connecting") {
       this.pendingClient.push(chunk);
+      return;
+    }
+    if (this.opts.signInExpired?.()) {
+      this.terminate("auth_expired", signInExpiredError());
       return;
     }
     try {
@@ -217,6 +236,7 @@ export class PostgresSession {
         this.upstream = up.socket;
         this.attachUpstream(up.socket);
         if (up.backendKey) {
+          this.upstreamPid = up.backendKey.pid;
           this.cancelKey = this.opts.cancels.register({
             host: this.opts.target.host,
             port: this.opts.target.port,
@@ -422,6 +442,13 @@ export class PostgresSession {
         this.tracker.error(f.get("C") ?? "XX000", f.get("M") ?? "");
         break;
       }
+      case Backend.notificationResponse:
+        // Clients recognise their own notifications by comparing the sender's pid with the
+        // pid they were given; keep that true through the broker.
+        if (this.cancelKey && end - start >= 9 && buf.readInt32BE(start + 5) === this.upstreamPid) {
+          buf.writeInt32BE(this.cancelKey.pid, start + 5);
+        }
+        break;
       case Backend.readyForQuery:
         this.tracker.readyForQuery();
         break;

@@ -1,0 +1,114 @@
+/**
+ * gw as it runs in production, minus Entra: the local Entra-compatible issuer (in this
+ * process: it only serves the JWKS once), a broker over HTTPS on the SQLite store, and a
+ * tunnel, both as `bin/gw` subprocesses so that the client, broker and tunnel each have their
+ * own process and event loop, as they do for real.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startLocalEntra } from "../../src/identity/local-entra/server.js";
+import type { PgServer } from "./postgres.js";
+import { onCleanup, readJsonFromService, startService, type Service } from "./proc.js";
+import type { BenchCerts } from "./tls.js";
+
+export const CONNECTION = "bench";
+const GROUP = "b0b0b0b0-0000-4000-8000-000000000001";
+
+/** dist/bench/lib/gw.js → the repository root, where bin/gw lives. */
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+export const GW_BIN = join(ROOT, "bin", "gw");
+
+export interface Gw {
+  brokerUrl: string;
+  /** The tunnel's local port: what clients connect to. */
+  port: number;
+  broker: Service;
+  tunnel: Service;
+}
+
+/** `profileDir`: run broker and tunnel with --cpu-prof, writing .cpuprofile files there on exit. */
+export async function startGw(
+  base: string,
+  pg: PgServer,
+  certs: BenchCerts,
+  profileDir?: string,
+): Promise<Gw> {
+  const node = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [];
+  const dir = join(base, "gw");
+  mkdirSync(dir, { mode: 0o700 });
+  const entra = await startLocalEntra({ tls: { cert: certs.cert, key: certs.key } });
+  onCleanup("local Entra", () => entra.close());
+  // Long-lived: a full run takes a quarter of an hour and tokens are not refreshed here.
+  const token = await entra.mintAccessToken(
+    { name: "gw bench", preferred_username: "bench@example.com", groups: [GROUP] },
+    { lifetimeSeconds: 12 * 3600 },
+  );
+
+  const passwordFile = join(dir, "target-password");
+  writeFileSync(passwordFile, pg.password, { mode: 0o600 });
+  const config = {
+    listen: "127.0.0.1:0",
+    tls: { cert: certs.cert, key: certs.key },
+    identity: { issuer: entra.issuer, audience: entra.audience, ca: certs.caCert },
+    store: { sqlite: join(dir, "gw.db") },
+    connections: {
+      [CONNECTION]: {
+        type: "postgres",
+        description: "gw benchmark",
+        target: {
+          host: "127.0.0.1",
+          port: pg.port,
+          database: pg.database,
+          user: pg.user,
+          password: { file: passwordFile },
+          tls: "disable",
+        },
+        allow: [`group:${GROUP}`],
+      },
+    },
+  };
+  // JSON is YAML.
+  const configFile = join(dir, "broker.yaml");
+  writeFileSync(configFile, JSON.stringify(config, null, 2));
+
+  const env = { ...process.env, GW_CONFIG_DIR: join(dir, "cli") };
+  const broker = startService(
+    "gw broker",
+    process.execPath,
+    [
+      ...node,
+      GW_BIN,
+      "broker",
+      "start",
+      "--config",
+      configFile,
+      "--listen",
+      "127.0.0.1:0",
+      "--json",
+    ],
+    { env, cwd: dir },
+  );
+  const { url } = await readJsonFromService<{ url: string }>(broker);
+
+  const tunnel = startService(
+    "gw connect",
+    process.execPath,
+    [
+      ...node,
+      GW_BIN,
+      "connect",
+      CONNECTION,
+      "--port",
+      "0",
+      "--json",
+      "--broker",
+      url,
+      "--ca-file",
+      certs.caCert,
+    ],
+    { env: { ...env, GW_TOKEN: token }, cwd: dir },
+  );
+  const opened = await readJsonFromService<{ listen: { port: number } }>(tunnel);
+  return { brokerUrl: url, port: opened.listen.port, broker, tunnel };
+}

@@ -1,0 +1,322 @@
+/**
+ * `npm run bench`: gw against PostgreSQL direct and pgbouncer, on one machine.
+ *
+ * Starts a throwaway PostgreSQL (pgbench scale 10), pgbouncer in session mode, and gw (local
+ * Entra issuer, HTTPS broker, tunnel), then runs every workload against the three targets
+ * interleaved (direct, pgbouncer, gw, direct, pgbouncer, gw, ...) so that drift in the
+ * machine's speed hits them alike. Reports medians and gw's ratios; see bench/README.md.
+ */
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { startGw, GW_BIN } from "./lib/gw.js";
+import { startPgbouncer } from "./lib/pgbouncer.js";
+import { isRoot, startPostgres } from "./lib/postgres.js";
+import {
+  cleanup,
+  cleanupOnSignals,
+  cpuSeconds,
+  isStopping,
+  runOk,
+  sleep,
+  startWatchdog,
+  type Service,
+} from "./lib/proc.js";
+import { fmtRatio, fmtValue, machineInfo, median, table } from "./lib/report.js";
+import { makeCerts } from "./lib/tls.js";
+import { WORKLOADS, type Sample, type Target, type Workload } from "./lib/workloads.js";
+
+const SCALE = 10;
+const MAX_CONNECTIONS = 200;
+const POOL_SIZE = 20;
+const PAUSE_MS = 1000;
+const ROOT = resolve(dirname(GW_BIN), "..");
+
+const USAGE = `Usage: npm run bench -- [options]
+
+  --duration SECONDS   length of each run (default 15)
+  --rounds N           runs per workload and target, interleaved (default 3)
+  --only NAME,...      workloads to run: ${WORKLOADS.map((w) => w.name).join(", ")}
+  --json PATH          also write the results here (they always go to bench/results/)
+  --profile DIR        run the gw broker and tunnel with --cpu-prof; .cpuprofile files go to DIR
+  -h, --help           this text`;
+
+interface Options {
+  duration: number;
+  rounds: number;
+  workloads: Workload[];
+  json: string | undefined;
+  profile: string | undefined;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: "string", default: "15" },
+      rounds: { type: "string", default: "3" },
+      only: { type: "string" },
+      json: { type: "string" },
+      profile: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const duration = Number(values.duration);
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(duration) || duration < 1)
+    throw new Error("--duration must be a whole number of seconds ≥ 1");
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error("--rounds must be an integer ≥ 1");
+  let workloads = WORKLOADS;
+  if (values.only) {
+    const names = values.only
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+    const unknown = names.filter((n) => !WORKLOADS.some((w) => w.name === n));
+    if (unknown.length > 0)
+      throw new Error(
+        `unknown workload ${unknown.join(", ")}; known: ${WORKLOADS.map((w) => w.name).join(", ")}`,
+      );
+    workloads = WORKLOADS.filter((w) => names.includes(w.name));
+  }
+  const profile = values.profile === undefined ? undefined : resolve(values.profile);
+  return { duration, rounds, workloads, json: values.json, profile };
+}
+
+const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+
+interface WorkloadResult {
+  name: string;
+  title: string;
+  unit: string;
+  runs: ({ round: number; target: string } & Sample)[];
+  median: Record<string, number>;
+  ratios: { gwOverDirect: number; gwOverPgbouncer: number };
+  /** Median proxy CPU per transaction (or per MB), in microseconds, by process. */
+  proxyCpuUs: Record<string, number>;
+}
+
+async function measure(w: Workload, binDir: string, t: Target, duration: number): Promise<Sample> {
+  const before = Object.fromEntries(
+    Object.entries(t.proxyPids).map(([k, pid]) => [k, cpuSeconds(pid)]),
+  );
+  const sample = await w.run(binDir, t, duration);
+  const cpu: Record<string, number> = {};
+  for (const [k, pid] of Object.entries(t.proxyPids)) {
+    const a = before[k];
+    const b = cpuSeconds(pid);
+    if (a !== undefined && b !== undefined) cpu[k] = Math.round((b - a) * 1000) / 1000;
+  }
+  if (Object.keys(cpu).length > 0) sample.proxyCpu = cpu;
+  return sample;
+}
+
+function summarize(w: Workload, runs: WorkloadResult["runs"], targets: Target[]): WorkloadResult {
+  const med: Record<string, number> = {};
+  for (const t of targets)
+    med[t.name] = median(runs.filter((r) => r.target === t.name).map((r) => r.value));
+  // CPU per unit, per run, then the median: µs per transaction or per MB.
+  const cpu: Record<string, number> = {};
+  const perUnit = (r: Sample, keys: string[]) =>
+    r.proxyCpu && r.units > 0 && !r.error
+      ? (keys.reduce((s, k) => s + (r.proxyCpu![k] ?? 0), 0) * 1e6) / r.units
+      : NaN;
+  for (const t of targets) {
+    const keys = Object.keys(t.proxyPids);
+    if (keys.length === 0) continue;
+    const mine = runs.filter((r) => r.target === t.name);
+    cpu[t.name] = median(mine.map((r) => perUnit(r, keys)));
+    if (keys.length > 1) for (const k of keys) cpu[k] = median(mine.map((r) => perUnit(r, [k])));
+  }
+  return {
+    name: w.name,
+    title: w.title,
+    unit: w.unit,
+    runs,
+    median: med,
+    ratios: { gwOverDirect: med.gw! / med.direct!, gwOverPgbouncer: med.gw! / med.pgbouncer! },
+    proxyCpuUs: cpu,
+  };
+}
+
+function printReport(results: WorkloadResult[], workloads: Workload[], opts: Options): void {
+  const out: string[] = [];
+  out.push(
+    `\ngw bench: medians of ${opts.rounds} interleaved run${opts.rounds > 1 ? "s" : ""}, ${opts.duration} s each\n`,
+  );
+  out.push(
+    table(
+      ["workload", "direct", "pgbouncer", "gw", "gw÷direct", "gw÷pgbouncer"],
+      results.map((r) => [
+        r.title,
+        fmtValue(r.median.direct!),
+        fmtValue(r.median.pgbouncer!),
+        fmtValue(r.median.gw!),
+        fmtRatio(r.ratios.gwOverDirect),
+        fmtRatio(r.ratios.gwOverPgbouncer),
+      ]),
+    ),
+  );
+  out.push("\nProxy CPU (user + system) per transaction, or per MB for COPY, in µs:\n");
+  out.push(
+    table(
+      ["workload", "per", "pgbouncer", "gw total", "gw broker", "gw connect"],
+      results.map((r, i) => {
+        const c = (k: string) =>
+          Number.isFinite(r.proxyCpuUs[k]) ? fmtValue(r.proxyCpuUs[k]!) : "n/a";
+        return [
+          r.name,
+          workloads[i]!.per,
+          c("pgbouncer"),
+          c("gw"),
+          c("gw broker"),
+          c("gw connect"),
+        ];
+      }),
+    ),
+  );
+  const failures = results.flatMap((r) =>
+    r.runs
+      .filter((x) => x.error)
+      .map((x) => `  ${r.name} round ${x.round} ${x.target}: ${x.error}`),
+  );
+  if (failures.length > 0)
+    out.push(`\nFailed runs (left out of the medians):\n${failures.join("\n")}`);
+  console.log(out.join("\n"));
+}
+
+async function main(): Promise<number> {
+  const opts = parseOptions(process.argv.slice(2));
+  cleanupOnSignals();
+  const startedAt = new Date();
+  // /tmp when root: the postgres user must be able to reach its dirs inside.
+  const base = mkdtempSync(join(isRoot() ? "/tmp" : tmpdir(), "gw-bench-"));
+  chmodSync(base, 0o755);
+  startWatchdog(base);
+
+  say(`PostgreSQL: initdb and start (temp dir ${base})`);
+  const pg = await startPostgres(base, { maxConnections: MAX_CONNECTIONS });
+  const directEnv = { ...pg.clientEnv(), PGPASSWORD: pg.password };
+  say(`PostgreSQL ${pg.version} on port ${pg.port}; pgbench -i -s ${SCALE}`);
+  await runOk(join(pg.binDir, "pgbench"), ["-i", "-q", "-s", String(SCALE)], { env: directEnv });
+  await runOk(join(pg.binDir, "psql"), ["-X", "-q", "-c", "VACUUM ANALYZE"], { env: directEnv });
+
+  const bouncer = await startPgbouncer(base, pg, POOL_SIZE);
+  say(`${bouncer.version} (session mode) on port ${bouncer.port}`);
+
+  const certs = makeCerts(join(base, "tls"));
+  if (opts.profile) mkdirSync(opts.profile, { recursive: true });
+  const gw = await startGw(base, pg, certs, opts.profile);
+  say(`gw broker at ${gw.brokerUrl}, tunnel on port ${gw.port}`);
+
+  const targets: Target[] = [
+    { name: "direct", env: directEnv, proxyPids: {} },
+    {
+      name: "pgbouncer",
+      env: { ...pg.clientEnv(bouncer.port), PGPASSWORD: pg.password },
+      proxyPids: { pgbouncer: bouncer.service.pid },
+    },
+    // No password: the broker signs in to the target with its own credentials.
+    {
+      name: "gw",
+      env: pg.clientEnv(gw.port),
+      proxyPids: { "gw broker": gw.broker.pid, "gw connect": gw.tunnel.pid },
+    },
+  ];
+  for (const t of targets) {
+    const n = await runOk(
+      join(pg.binDir, "psql"),
+      ["-X", "-At", "-c", "select count(*) from pgbench_accounts"],
+      {
+        env: t.env,
+      },
+    );
+    if (Number(n) !== SCALE * 100_000)
+      throw new Error(`${t.name}: pgbench_accounts has ${n.trim()} rows`);
+  }
+  const services: Service[] = [pg.service, bouncer.service, gw.broker, gw.tunnel];
+  const checkAlive = () => {
+    for (const s of services)
+      if (s.proc.exitCode !== null || s.proc.signalCode !== null)
+        throw new Error(`${s.name} died during the benchmark:\n${s.tail()}`);
+  };
+
+  const machine = machineInfo(ROOT, pg.version, bouncer.version);
+  const runsTotal = opts.workloads.length * opts.rounds * targets.length;
+  const minutes = (runsTotal * (opts.duration + 2)) / 60;
+  say(`${runsTotal} runs of ${opts.duration} s: about ${minutes.toFixed(1)} min`);
+
+  const results: WorkloadResult[] = [];
+  for (const w of opts.workloads) {
+    const runs: WorkloadResult["runs"] = [];
+    for (let round = 1; round <= opts.rounds; round++) {
+      for (const t of targets) {
+        await sleep(PAUSE_MS);
+        const sample = await measure(w, pg.binDir, t, opts.duration);
+        if (isStopping()) return 130;
+        checkAlive();
+        runs.push({ round, target: t.name, ...sample });
+        const shown = sample.error
+          ? `FAILED: ${sample.error}`
+          : `${fmtValue(sample.value)} ${w.unit}`;
+        say(`${w.name} round ${round}/${opts.rounds} ${t.name}: ${shown}`);
+      }
+    }
+    results.push(summarize(w, runs, targets));
+  }
+
+  printReport(results, opts.workloads, opts);
+  const report = {
+    tool: "gw bench",
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    options: {
+      duration: opts.duration,
+      rounds: opts.rounds,
+      workloads: opts.workloads.map((w) => w.name),
+    },
+    machine: { ...machine, loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
+    setup: {
+      pgbenchScale: SCALE,
+      order: targets.map((t) => t.name),
+      postgres: {
+        max_connections: MAX_CONNECTIONS,
+        fsync: "off",
+        synchronous_commit: "off",
+        full_page_writes: "off",
+      },
+      pgbouncer: { pool_mode: "session", default_pool_size: POOL_SIZE, auth_type: "scram-sha-256" },
+      gw: {
+        broker: "bin/gw broker start (HTTPS, SQLite store)",
+        tunnel: "bin/gw connect (WebSocket over TLS)",
+      },
+    },
+    workloads: results,
+  };
+  const dir = join(ROOT, "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const files = [join(dir, `${startedAt.toISOString().replace(/[:.]/g, "-")}.json`)];
+  if (opts.json) files.push(resolve(opts.json));
+  for (const f of files) {
+    mkdirSync(dirname(f), { recursive: true });
+    writeFileSync(f, JSON.stringify(report, null, 2) + "\n");
+  }
+  say(`results written to ${files.join(" and ")}`);
+  return 0;
+}
+
+main()
+  .catch((err: unknown) => {
+    if (!isStopping())
+      process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  })
+  .then(async (code) => {
+    await cleanup();
+    process.exit(code);
+  });
