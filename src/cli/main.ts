@@ -3,6 +3,9 @@ import { VERSION } from "../version.js";
 import { reportError } from "./output.js";
 import { registerBroker } from "./commands/broker.js";
 import { registerConnect } from "./commands/connect.js";
+import { registerLogin } from "./commands/login.js";
+import { registerLogout } from "./commands/logout.js";
+import { registerWhoami } from "./commands/whoami.js";
 import { registerSessions } from "./commands/sessions.js";
 
 export function buildProgram(): Command {
@@ -13,6 +16,9 @@ export function buildProgram(): Command {
     .version(VERSION, "-V, --version")
     .showHelpAfterError("(run with --help for usage)")
     .exitOverride();
+  registerLogin(program);
+  registerLogout(program);
+  registerWhoami(program);
   registerConnect(program);
   registerSessions(program);
   registerBroker(program);

@@ -11,12 +11,11 @@ interface PortStore {
 }
 
 function store(): Conf<PortStore> {
-  const cwd = process.env["GW_CONFIG_DIR"];
   return new Conf<PortStore>({
     projectName: "gw",
     configName: "ports",
     defaults: { ports: {} },
-    ...(cwd ? { cwd } : {}),
+    cwd: configDir(),
   });
 }
 

@@ -7,12 +7,26 @@
  * test of its own: test/identity/token-cache-keychain.test.ts).
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { cliEnv, GW_BIN, runGw, type CliResult } from "../helpers/cli.js";
-import { SP_CERT, SP_FEDERATED, SP_SECRET, startLoginFixture, type LoginFixture } from "../identity/login-fixture.js";
+import {
+  SP_CERT,
+  SP_FEDERATED,
+  SP_SECRET,
+  startLoginFixture,
+  type LoginFixture,
+} from "../identity/login-fixture.js";
 
 let fx: LoginFixture;
 /** Added to the identity server's clock: moving it ahead expires device codes. */
@@ -87,7 +101,9 @@ async function startLogin(args: string[] = []): Promise<LoginRun> {
   const done = new Promise<CliResult>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`gw login did not finish\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`));
+      reject(
+        new Error(`gw login did not finish\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`),
+      );
     }, 60_000);
     child.on("close", (code, signal) => {
       clearTimeout(timer);
@@ -101,7 +117,8 @@ async function startLogin(args: string[] = []): Promise<LoginRun> {
       throw new Error(`gw login exited early (${r.code})\n${r.stdout}\n${r.stderr}`);
     }),
   ]);
-  const polls = () => fx.entra.pendingDeviceCodes().find((p) => p.userCode === userCode)?.polls ?? -1;
+  const polls = () =>
+    fx.entra.pendingDeviceCodes().find((p) => p.userCode === userCode)?.polls ?? -1;
   return { userCode, polls, stderr: () => stderr, kill: (s) => child.kill(s), done };
 }
 
@@ -137,7 +154,9 @@ describe("gw login (device code)", () => {
     fx.entra.approveDevice(run.userCode);
     const r = await run.done;
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain(`Signed in as Dana DBA (dana@localentra.test), tenant ${fx.entra.tenantId}`);
+    expect(r.stdout).toContain(
+      `Signed in as Dana DBA (dana@localentra.test), tenant ${fx.entra.tenantId}`,
+    );
     expect(r.stdout).toContain(`broker  ${fx.brokerUrl} (it sees you as Dana DBA (user))`);
     // No spinner without a terminal: one plain waiting line instead.
     expect(r.stderr).not.toMatch(/\u280b|\r/);
@@ -154,7 +173,10 @@ describe("gw login (device code)", () => {
     expect(rts).toHaveLength(1);
     expect(rts[0]!.secret.length).toBeGreaterThan(10);
 
-    const state = JSON.parse(readFileSync(join(configDir, "signin.json"), "utf8")) as Record<string, unknown>;
+    const state = JSON.parse(readFileSync(join(configDir, "signin.json"), "utf8")) as Record<
+      string,
+      unknown
+    >;
     expect(state).toMatchObject({
       kind: "user",
       broker: fx.brokerUrl,
@@ -194,6 +216,9 @@ describe("gw login (device code)", () => {
     const after = await gw(["whoami", "--broker", fx.brokerUrl]);
     expect(after.code).toBe(4);
     expect(after.stderr).toContain("error: you are not signed in");
+    const nowhere = await gw(["whoami"]);
+    expect(nowhere.code).toBe(4);
+    expect(nowhere.stderr).toContain("error: you are not signed in\nhint: Run `gw login --broker");
   });
 
   it("--json prints the whoami object", async () => {
@@ -278,7 +303,14 @@ describe("gw login (device code)", () => {
 
 describe("gw login --service-principal", () => {
   const tenant = () => fx.entra.tenantId;
-  const base = () => ["login", "--broker", fx.brokerUrl, "--ca-file", fx.ca.caCert, "--service-principal"];
+  const base = () => [
+    "login",
+    "--broker",
+    fx.brokerUrl,
+    "--ca-file",
+    fx.ca.caCert,
+    "--service-principal",
+  ];
 
   async function whoamiApp(extra: Record<string, string> = {}): Promise<Record<string, unknown>> {
     const who = await gw(["whoami", "--json"], extra);
@@ -290,12 +322,25 @@ describe("gw login --service-principal", () => {
     freshConfigDir();
     const secretEnv = { AGENT_SECRET: SP_SECRET.secret };
     const r = await gw(
-      [...base(), "--tenant", tenant(), "--client-id", SP_SECRET.clientId, "--client-secret-env", "AGENT_SECRET"],
+      [
+        ...base(),
+        "--tenant",
+        tenant(),
+        "--client-id",
+        SP_SECRET.clientId,
+        "--client-secret-env",
+        "AGENT_SECRET",
+      ],
       secretEnv,
     );
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toContain(`Signed in as service principal ${SP_SECRET.clientId}, tenant ${tenant()}`);
-    const state = JSON.parse(readFileSync(join(configDir, "signin.json"), "utf8")) as Record<string, unknown>;
+    expect(r.stdout).toContain(
+      `Signed in as service principal ${SP_SECRET.clientId}, tenant ${tenant()}`,
+    );
+    const state = JSON.parse(readFileSync(join(configDir, "signin.json"), "utf8")) as Record<
+      string,
+      unknown
+    >;
     expect(state).toMatchObject({
       kind: "service-principal",
       tenantId: tenant(),
@@ -322,11 +367,21 @@ describe("gw login --service-principal", () => {
   it("with a wrong secret: the credentials are rejected, exit 4", async () => {
     freshConfigDir();
     const r = await gw(
-      [...base(), "--tenant", tenant(), "--client-id", SP_SECRET.clientId, "--client-secret-env", "AGENT_SECRET"],
+      [
+        ...base(),
+        "--tenant",
+        tenant(),
+        "--client-id",
+        SP_SECRET.clientId,
+        "--client-secret-env",
+        "AGENT_SECRET",
+      ],
       { AGENT_SECRET: "not-the-secret" },
     );
     expect(r.code).toBe(4);
-    expect(r.stderr).toContain("error: the identity provider rejected the service principal's credentials");
+    expect(r.stderr).toContain(
+      "error: the identity provider rejected the service principal's credentials",
+    );
     expect(r.stderr).toContain("hint: Check the client secret in $AGENT_SECRET");
     expect(existsSync(join(configDir, "signin.json"))).toBe(false);
   });
@@ -344,7 +399,11 @@ describe("gw login --service-principal", () => {
     ]);
     expect(r.code, r.stderr).toBe(0);
     const info = await whoamiApp();
-    expect(info).toMatchObject({ type: "app", oid: SP_CERT.objectId, broker: { identity: { type: "app" } } });
+    expect(info).toMatchObject({
+      type: "app",
+      oid: SP_CERT.objectId,
+      broker: { identity: { type: "app" } },
+    });
     expect(everythingOnDisk()).not.toContain("PRIVATE KEY");
   });
 
@@ -376,7 +435,15 @@ describe("gw login --service-principal", () => {
   it("an unknown tenant: says so, exit 3", async () => {
     freshConfigDir();
     const r = await gw(
-      [...base(), "--tenant", "no-such-tenant", "--client-id", SP_SECRET.clientId, "--client-secret-env", "S"],
+      [
+        ...base(),
+        "--tenant",
+        "no-such-tenant",
+        "--client-id",
+        SP_SECRET.clientId,
+        "--client-secret-env",
+        "S",
+      ],
       { S: SP_SECRET.secret },
     );
     expect(r.code).toBe(3);
@@ -430,7 +497,10 @@ describe("AZURE_* environment variables", () => {
 
   it("GW_TOKEN wins over everything", async () => {
     freshConfigDir();
-    const token = await fx.entra.mintAccessToken({ name: "Token Person", preferred_username: "tp@x.test" });
+    const token = await fx.entra.mintAccessToken({
+      name: "Token Person",
+      preferred_username: "tp@x.test",
+    });
     const who = await gw(["whoami", "--json"], {
       GW_BROKER: fx.brokerUrl,
       GW_CA_FILE: fx.ca.caCert,
@@ -440,7 +510,11 @@ describe("AZURE_* environment variables", () => {
       AZURE_CLIENT_SECRET: SP_SECRET.secret,
     });
     expect(who.code, who.stderr).toBe(0);
-    expect(JSON.parse(who.stdout)).toMatchObject({ name: "Token Person", source: "GW_TOKEN", type: "user" });
+    expect(JSON.parse(who.stdout)).toMatchObject({
+      name: "Token Person",
+      source: "GW_TOKEN",
+      type: "user",
+    });
   });
 
   it("whoami degrades gracefully when the broker is unreachable", async () => {
@@ -449,6 +523,8 @@ describe("AZURE_* environment variables", () => {
     const who = await gw(["whoami"], { GW_BROKER: "https://127.0.0.1:1", GW_TOKEN: token });
     expect(who.code, who.stderr).toBe(0);
     expect(who.stdout).toContain("Token Person");
-    expect(who.stdout).toMatch(/broker\s+https:\/\/127\.0\.0\.1:1 not confirmed: cannot reach the broker/);
+    expect(who.stdout).toMatch(
+      /broker\s+https:\/\/127\.0\.0\.1:1 not confirmed: cannot reach the broker/,
+    );
   });
 });

@@ -128,7 +128,7 @@ describe("local Entra-compatible identity server", () => {
       tid: entra.tenantId,
       azp: entra.clientId,
       name: "Ada",
-      scp: "access_as_user",
+      scp: "access",
       groups,
       idtyp: "user",
       ver: "2.0",

@@ -3,7 +3,12 @@ import { ExitCode, GwError } from "../../errors.js";
 import { Tunnel, type TunnelEvent } from "../../tunnel/tunnel.js";
 import { firstFreePort, rememberPort, rememberedPort } from "../../tunnel/port-memory.js";
 import { brokerClient, currentToken, type BrokerFlags } from "../context.js";
-import { bold, dim, info, printJson, red } from "../output.js";
+import { bold, dim, info, red } from "../output.js";
+
+/** The tunnel's description as one line of JSON (the process keeps running after it). */
+function printJsonLine(value: unknown): void {
+  process.stdout.write(JSON.stringify(value) + "\n");
+}
 
 const DEFAULT_BASE_PORT: Record<string, number> = { postgres: 5433 };
 
@@ -39,7 +44,7 @@ export function registerConnect(program: Command): void {
     )
     .action(
       async (name: string, opts: BrokerFlags & { port?: string; bind: string; json?: boolean }) => {
-        const client = brokerClient(opts);
+        const client = await brokerClient(opts);
         const connections = await client.connections();
         const conn = connections.find((c) => c.name === name);
         if (!conn) {
@@ -81,20 +86,23 @@ export function registerConnect(program: Command): void {
         const tunnel = await Tunnel.open({
           client,
           connection: conn,
-          token: currentToken,
+          token: () => currentToken(opts),
           bind: opts.bind,
           port,
           onEvent,
         });
+        const requested = port;
         port = tunnel.address.port;
-        if (!explicit || port !== 0) rememberPort(name, port);
+        // --port 0 asks for any free port this once: not a choice to remember.
+        if (!explicit || requested !== 0) rememberPort(name, port);
         const host = tunnel.address.host.includes(":")
           ? `[${tunnel.address.host}]`
           : tunnel.address.host;
         const url = `postgresql://${host}:${port}/${encodeURIComponent(conn.database)}`;
         const command = `psql "${url}"`;
         if (json) {
-          printJson({
+          // One line: a script reading a process that keeps running reads up to the newline.
+          printJsonLine({
             connection: name,
             type: conn.type,
             broker: client.url,

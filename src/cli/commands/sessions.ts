@@ -40,7 +40,7 @@ export function registerSessions(program: Command): void {
         id: string | undefined,
         opts: BrokerFlags & { connection?: string; limit: string; json?: boolean },
       ) => {
-        const client = brokerClient(opts);
+        const client = await brokerClient(opts);
         if (id) {
           const { session, statements } = (await client.session(id)) as {
             session: SessionRecord;

@@ -65,7 +65,8 @@ export interface IssuerContext {
 }
 
 const DEFAULT_LIFETIME_SECONDS = 3600;
-export const DEFAULT_SCOPE = "access_as_user";
+/** The API's delegated scope: what `api://{audience}/access` grants (`scp`). */
+export const DEFAULT_SCOPE = "access";
 
 /** Entra's `sub` is a pairwise id: stable for one user and one app, unlinkable across apps. */
 function pairwiseSub(oid: string, aud: string): string {
