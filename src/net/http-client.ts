@@ -1,7 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
-import { readFileSync } from "node:fs";
-import { rootCertificates } from "node:tls";
+import { contextTrusting } from "./tls-context.js";
 
 /**
  * A fetch-shaped client on node:http(s) that can trust a private CA. Node 20's global fetch
@@ -21,7 +20,7 @@ function agentFor(caFile: string | undefined): HttpsAgent | undefined {
   let agent = agents.get(caFile);
   if (!agent) {
     agent = new HttpsAgent({
-      ca: [...rootCertificates, readFileSync(caFile, "utf8")],
+      secureContext: contextTrusting(caFile),
       keepAlive: true,
     });
     agents.set(caFile, agent);

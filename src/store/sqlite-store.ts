@@ -19,7 +19,15 @@ export interface SqliteStoreOptions {
    * better-sqlite3 is synchronous, so this blocks the event loop while it waits. Default 5000.
    */
   busyTimeoutMs?: number;
+  /**
+   * Group commit: statement events wait up to this long for company before their transaction
+   * commits (or until 512 are queued). Session starts commit on the next tick regardless,
+   * since a client waits for them. Default 10 ms.
+   */
+  commitWindowMs?: number;
 }
+
+const GROUP_COMMIT_MAX = 512;
 
 export interface SqliteStoreStats {
   /** Writes accepted (enqueued). */
@@ -91,6 +99,7 @@ export class SqliteStore implements SessionStore {
   private readonly db: Database.Database;
   private queue: PendingWrite[] = [];
   private timer: NodeJS.Immediate | undefined;
+  private windowTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly counters: SqliteStoreStats = { writes: 0, batches: 0, failedBatches: 0 };
   private readonly stmt: {
@@ -120,7 +129,7 @@ export class SqliteStore implements SessionStore {
       db.pragma("synchronous = NORMAL");
       db.pragma("foreign_keys = ON");
       migrate(db, path);
-      return new SqliteStore(db, path);
+      return new SqliteStore(db, path, opts.commitWindowMs ?? 10);
     } catch (err) {
       try {
         db?.close();
@@ -132,7 +141,11 @@ export class SqliteStore implements SessionStore {
     }
   }
 
-  private constructor(db: Database.Database, path: string) {
+  private constructor(
+    db: Database.Database,
+    path: string,
+    private readonly commitWindowMs: number,
+  ) {
     this.db = db;
     this.path = path;
     this.stmt = {
@@ -186,7 +199,7 @@ export class SqliteStore implements SessionStore {
       bytes_out: rec.bytesOut,
       statement_count: rec.statementCount,
     };
-    return this.enqueue(() => {
+    return this.enqueue(true, () => {
       try {
         this.stmt.insertSession.run(row);
       } catch (err) {
@@ -214,7 +227,7 @@ export class SqliteStore implements SessionStore {
       bytes_out: end.bytesOut,
       statement_count: end.statementCount,
     };
-    return this.enqueue(() => {
+    return this.enqueue(false, () => {
       if (this.stmt.endSession.run(params).changes > 0) return;
       const found = this.stmt.sessionEnded.get(id);
       throw storeWriteFailed(
@@ -238,7 +251,7 @@ export class SqliteStore implements SessionStore {
       error_code: ev.errorCode,
       error_message: ev.errorMessage,
     };
-    return this.enqueue(() => {
+    return this.enqueue(false, () => {
       try {
         this.stmt.insertStatement.run(row);
       } catch (err) {
@@ -304,15 +317,22 @@ export class SqliteStore implements SessionStore {
     this.db.close();
   }
 
-  private enqueue(apply: () => void): Promise<void> {
+  private enqueue(urgent: boolean, apply: () => void): Promise<void> {
     if (this.closed) return Promise.reject(storeClosed());
     this.counters.writes++;
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ apply, resolve, reject });
-      this.timer ??= setImmediate(() => {
-        this.timer = undefined;
-        this.flush();
-      });
+      if (urgent || this.commitWindowMs <= 0 || this.queue.length >= GROUP_COMMIT_MAX) {
+        this.timer ??= setImmediate(() => {
+          this.timer = undefined;
+          this.flush();
+        });
+      } else {
+        this.windowTimer ??= setTimeout(() => {
+          this.windowTimer = undefined;
+          this.flush();
+        }, this.commitWindowMs);
+      }
     });
   }
 
@@ -326,6 +346,10 @@ export class SqliteStore implements SessionStore {
     if (this.timer !== undefined) {
       clearImmediate(this.timer);
       this.timer = undefined;
+    }
+    if (this.windowTimer !== undefined) {
+      clearTimeout(this.windowTimer);
+      this.windowTimer = undefined;
     }
     const batch = this.queue;
     if (batch.length === 0) return;

@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { Agent as HttpsAgent } from "node:https";
-import { readFileSync } from "node:fs";
-import { rootCertificates } from "node:tls";
+import type { SecureContext } from "node:tls";
+import { contextTrusting } from "../net/tls-context.js";
 import { WebSocket } from "ws";
 import { ExitCode, GwError } from "../errors.js";
 import { refuseLocally } from "../protocols/postgres/local-refusal.js";
@@ -48,6 +48,7 @@ export class Tunnel {
   private readonly streams = new Set<{ socket: Socket; ws: WebSocket | null }>();
   private nextId = 1;
   private readonly agent: HttpsAgent;
+  private readonly secureContext: SecureContext | undefined;
   private readonly refresher: TokenRefresher;
 
   private constructor(
@@ -55,10 +56,9 @@ export class Tunnel {
     private readonly opts: TunnelOptions,
   ) {
     const caFile = opts.client.caFile;
-    this.agent = new HttpsAgent({
-      ca: caFile ? [...rootCertificates, readFileSync(caFile, "utf8")] : undefined,
-      maxCachedSessions: 100,
-    });
+    this.secureContext = caFile ? contextTrusting(caFile) : undefined;
+    // The agent caches TLS sessions, so new streams resume instead of a full handshake.
+    this.agent = new HttpsAgent({ maxCachedSessions: 100 });
     this.refresher = new TokenRefresher(opts.token, {
       onToken: (token, expiresAt) => {
         // Streams opened with an older token get the new one beside their data.
@@ -181,7 +181,12 @@ export class Tunnel {
         const ws = new WebSocket(this.opts.client.tunnelUrl(this.opts.connection.name), {
           headers: { authorization: `Bearer ${token}` },
           perMessageDeflate: false,
-          agent: this.opts.client.tunnelUrl("x").startsWith("wss:") ? this.agent : undefined,
+          ...(this.opts.client.tunnelUrl("x").startsWith("wss:")
+            ? {
+                agent: this.agent,
+                ...(this.secureContext ? { secureContext: this.secureContext } : {}),
+              }
+            : {}),
           handshakeTimeout: 15_000,
           maxPayload: 256 * 1024 * 1024,
         });

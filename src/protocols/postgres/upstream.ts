@@ -1,10 +1,10 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { AuthCode, Backend, SqlState } from "./codes.js";
 import { MessageFramer } from "./framing.js";
 import { PgWireError } from "./pg-wire-error.js";
+import { contextTrustingOnly } from "../../net/tls-context.js";
 import { ScramClient, ScramError } from "./scram.js";
 import {
   passwordMessage,
@@ -37,16 +37,6 @@ export interface UpstreamSession {
   /** Bytes the target sent after ReadyForQuery in the same packet (normally none). */
   leftover: Buffer | null;
   encrypted: boolean;
-}
-
-const caCache = new Map<string, Buffer>();
-function readCa(path: string): Buffer {
-  let ca = caCache.get(path);
-  if (!ca) {
-    ca = readFileSync(path);
-    caCache.set(path, ca);
-  }
-  return ca;
 }
 
 function describeNetError(t: UpstreamTarget, err: NodeJS.ErrnoException): PgWireError {
@@ -321,7 +311,7 @@ export function openUpstream(
         const secure = tlsConnect({
           socket: plain,
           servername: /^[\d.]+$|:/.test(t.host) ? undefined : t.host,
-          ca: t.ca ? readCa(t.ca) : undefined,
+          ...(t.ca ? { secureContext: contextTrustingOnly(t.ca) } : {}),
           rejectUnauthorized: verify,
           // "require" with a CA checks the chain only, like libpq's verify-ca.
           ...(t.tls === "require" ? { checkServerIdentity: () => undefined } : {}),
