@@ -59,4 +59,9 @@ if [[ $# -eq 0 ]]; then
   npx prettier --check . >/dev/null || { npx prettier --list-different .; echo "test.sh: run npm run format" >&2; exit 1; }
 fi
 
-exec npx vitest run "$@"
+if [[ $# -gt 0 ]]; then exec npx vitest run "$@"; fi
+
+npx vitest run
+# The real OS keychain needs a Secret Service on a D-Bus session: a separate process tree.
+echo "test.sh: token cache against a real keychain (gnome-keyring)" >&2
+bash scripts/test-keychain.sh
