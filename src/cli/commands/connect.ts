@@ -3,11 +3,16 @@ import { ExitCode, GwError } from "../../errors.js";
 import { Tunnel, type TunnelEvent } from "../../tunnel/tunnel.js";
 import { firstFreePort, rememberPort, rememberedPort } from "../../tunnel/port-memory.js";
 import { brokerClient, currentToken, type BrokerFlags } from "../context.js";
-import { bold, dim, info, red } from "../output.js";
+import { bold, dim, green, info, red, yellow } from "../output.js";
 
 /** The tunnel's description as one line of JSON (the process keeps running after it). */
 function printJsonLine(value: unknown): void {
   process.stdout.write(JSON.stringify(value) + "\n");
+}
+
+/** Local wall-clock time, HH:MM:SS. */
+function clockTime(ms: number): string {
+  return new Date(ms).toTimeString().slice(0, 8);
 }
 
 const DEFAULT_BASE_PORT: Record<string, number> = { postgres: 5433 };
@@ -66,7 +71,37 @@ export function registerConnect(program: Command): void {
           : (rememberedPort(name) ??
             (await firstFreePort(opts.bind, DEFAULT_BASE_PORT[conn.type] ?? 15000)));
         const json = opts.json === true;
+        // Sign-in trouble is said once per failure streak, not at every retry.
+        let refreshFailing = false;
         const onEvent = (e: TunnelEvent) => {
+          // Sessions about to end (or ended) for the sign-in concern the person whatever the
+          // output mode: stderr, with --json too (stdout keeps its one JSON line).
+          if (e.type === "token_refresh_failed") {
+            if (refreshFailing) return;
+            refreshFailing = true;
+            const why = e.error instanceof Error ? e.error.message : String(e.error);
+            const when =
+              e.expiresAt === null
+                ? "when your current sign-in expires"
+                : `at ${clockTime(e.expiresAt)}, when your current sign-in expires`;
+            info(
+              `${yellow("warning:")} could not refresh your sign-in (${why}); open sessions end ${when}. Run \`gw login\` to sign in again.`,
+            );
+            return;
+          }
+          if (e.type === "token_refreshed" && refreshFailing) {
+            refreshFailing = false;
+            info(`${green("sign-in refreshed:")} open sessions continue.`);
+            return;
+          }
+          if (e.type === "sign_in_expired") {
+            info(
+              red(
+                `[${clockTime(Date.now())}] connection #${e.id} ended: your sign-in expired. Run \`gw login\`, then reconnect.`,
+              ),
+            );
+            return;
+          }
           if (json) return;
           if (e.type === "session")
             info(
