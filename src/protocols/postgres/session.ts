@@ -3,6 +3,7 @@ import type { TLSSocket } from "node:tls";
 import { Backend, Frontend, SqlState, StartupCode } from "./codes.js";
 import { FramingError, MessageFramer } from "./framing.js";
 import { PgWireError, internalWireError } from "./pg-wire-error.js";
+import { OutputBatch } from "./output-batch.js";
 import { StatementTracker, type CompletedStatement } from "./statement-tracker.js";
 import type { CancelRegistry } from "./cancel-registry.js";
 import { openUpstream, type UpstreamTarget } from "./upstream.js";
@@ -107,10 +108,9 @@ export class PostgresSession {
   private bytesOut = 0;
   private statements = 0;
   private endInfo: { reason: EndReason; detail: string | null } | null = null;
-  // Scratch list of forwardable segments, reused per chunk to avoid allocation.
-  private segStart = -1;
-  private segEnd = -1;
-  private segBuf: Buffer | null = null;
+  /** What the current client chunk becomes upstream, and vice versa. */
+  private readonly toUpstream = new OutputBatch();
+  private readonly toClient = new OutputBatch();
 
   constructor(
     private readonly client: ClientChannel,
@@ -329,9 +329,9 @@ export class PostgresSession {
   }
 
   private relayFromClient(chunk: Buffer): void {
-    this.resetSegment();
+    this.toUpstream.reset();
     this.clientFramer.push(chunk, this.onClientMessage);
-    this.flushSegment((b) => {
+    this.toUpstream.flush((b) => {
       if (!this.upstream!.write(b)) this.client.pause();
     });
   }
@@ -371,8 +371,8 @@ export class PostgresSession {
         this.tracker.functionCall(end - start >= 9 ? buf.readInt32BE(start + 5) : 0);
         break;
       case Frontend.terminate:
-        this.addSegment(buf, start, end);
-        this.flushSegment((b) => this.upstream!.write(b));
+        this.toUpstream.forward(buf, start, end);
+        this.toUpstream.flush((b) => this.upstream!.write(b));
         this.end("client_closed", null);
         return false;
       case Frontend.describe:
@@ -392,13 +392,13 @@ export class PostgresSession {
           `gw: unknown message type 0x${type.toString(16)} from the client`,
         );
     }
-    this.addSegment(buf, start, end);
+    this.toUpstream.forward(buf, start, end);
     return true;
   };
 
   private onUpstreamData(chunk: Buffer): void {
     if (this.state !== "relaying") return;
-    this.resetSegment();
+    this.toClient.reset();
     try {
       this.upstreamFramer.push(chunk, this.onUpstreamMessage);
     } catch (err) {
@@ -414,7 +414,7 @@ export class PostgresSession {
       }
       return this.fail(err, "upstream_error");
     }
-    this.flushSegment((b) => {
+    this.toClient.flush((b) => {
       this.bytesOut += b.length;
       this.client.send(b);
     });
@@ -462,36 +462,9 @@ export class PostgresSession {
       default:
         break;
     }
-    this.addSegment(buf, start, end);
+    this.toClient.forward(buf, start, end);
     return true;
   };
-
-  // Consecutive messages of one buffer are forwarded as one slice.
-  private resetSegment(): void {
-    this.segBuf = null;
-    this.segStart = this.segEnd = -1;
-  }
-
-  private addSegment(buf: Buffer, start: number, end: number): void {
-    if (this.segBuf === buf && this.segEnd === start) {
-      this.segEnd = end;
-      return;
-    }
-    if (this.segBuf !== null) throw new Error("non-contiguous segments are not expected");
-    this.segBuf = buf;
-    this.segStart = start;
-    this.segEnd = end;
-  }
-
-  private flushSegment(write: (b: Buffer) => void): void {
-    if (this.segBuf === null) return;
-    const b =
-      this.segStart === 0 && this.segEnd === this.segBuf.length
-        ? this.segBuf
-        : this.segBuf.subarray(this.segStart, this.segEnd);
-    this.resetSegment();
-    write(b);
-  }
 
   // --- recording and ending --------------------------------------------------------------
 
