@@ -11,6 +11,8 @@ import {
   authenticationOk,
   backendKeyData,
   cancelRequest,
+  errorResponse,
+  noticeResponse,
   readCString,
   readNoticeFields,
   readStartupParams,
@@ -73,7 +75,39 @@ export interface SessionOptions {
   hooks: SessionHooks;
   /** True once the identity's sign-in has lapsed: the next client message ends the session. */
   signInExpired?: () => boolean;
+  /** Per-statement decisions; without it every statement is allowed. */
+  policy?: SessionPolicy;
 }
+
+/**
+ * What the session asks of policy. The session knows the protocol (where a statement starts,
+ * how to refuse it so the client stays in step); the policy knows what is allowed.
+ */
+export type Verdict =
+  { action: "allow" } | { action: "block"; reason: string } | { action: "hold"; reason: string };
+
+export type HoldOutcome = { action: "allow" } | { action: "deny"; reason: string };
+
+export interface SessionPolicy {
+  /** Synchronous: classification is cached by text. */
+  decide(sql: string): Verdict;
+  /** Fast-path function calls carry only an oid. */
+  decideFunctionCall(oid: number): Verdict;
+  /**
+   * Waits for a human on a held statement. `notify` shows the client a notice while it waits;
+   * the signal aborts when the requester goes away.
+   */
+  hold(sql: string, notify: (text: string) => void, signal: AbortSignal): Promise<HoldOutcome>;
+}
+
+/** The error a refused statement gets; 42501 like PostgreSQL's own permission errors. */
+function refusalError(message: string): Buffer {
+  return errorResponse({ severity: "ERROR", code: SqlState.insufficientPrivilege, message });
+}
+
+const ALLOW: Verdict = { action: "allow" };
+const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
+const EMPTY = Buffer.alloc(0);
 
 /** What a client sees when its token lapsed and no fresh one arrived. */
 export function signInExpiredError(): PgWireError {
@@ -108,6 +142,13 @@ export class PostgresSession {
   private bytesOut = 0;
   private statements = 0;
   private endInfo: { reason: EndReason; detail: string | null } | null = null;
+  /** Decisions that follow named statements and portals from Parse to Bind to Execute. */
+  private readonly statementVerdicts = new Map<string, Verdict>();
+  private readonly portalVerdicts = new Map<string, Verdict>();
+  /** After a refusal in an extended batch, the rest of the batch is dropped up to Sync. */
+  private discardError: Buffer | null = null;
+  /** A held statement waits for a human; the client's later bytes wait behind it. */
+  private holding: AbortController | null = null;
   /** What the current client chunk becomes upstream, and vice versa. */
   private readonly toUpstream = new OutputBatch();
   private readonly toClient = new OutputBatch();
@@ -130,7 +171,7 @@ export class PostgresSession {
   onClientData(chunk: Buffer): void {
     if (this.state === "closed") return;
     this.bytesIn += chunk.length;
-    if (this.state === "connecting") {
+    if (this.state === "connecting" || this.holding) {
       this.pendingClient.push(chunk);
       return;
     }
@@ -328,8 +369,8 @@ export class PostgresSession {
     this.client.onDrain(() => up.resume());
   }
 
-  private relayFromClient(chunk: Buffer): void {
-    this.toUpstream.reset();
+  private relayFromClient(chunk: Buffer, keepPending = false): void {
+    if (!keepPending) this.toUpstream.reset();
     this.clientFramer.push(chunk, this.onClientMessage);
     this.toUpstream.flush((b) => {
       if (!this.upstream!.write(b)) this.client.pause();
@@ -342,23 +383,61 @@ export class PostgresSession {
     start: number,
     end: number,
   ): boolean => {
+    if (this.discardError !== null) {
+      // The rest of a refused extended batch: nothing reaches the target until Sync, which
+      // does, so the target answers ReadyForQuery and the client gets the error before it.
+      if (type !== Frontend.sync) return true;
+      this.tracker.sync(this.discardError);
+      this.discardError = null;
+      this.toUpstream.forward(buf, start, end);
+      return true;
+    }
     switch (type) {
-      case Frontend.query:
-        this.tracker.query(readCString(buf, start + 5, end)[0]);
+      case Frontend.query: {
+        const sql = readCString(buf, start + 5, end)[0];
+        const v = this.decide(sql);
+        if (v.action === "block") {
+          this.refuseSimple(sql, "blocked", v.reason);
+          return true;
+        }
+        if (v.action === "hold") return this.startHold(buf, start, end, sql, "simple");
+        this.tracker.query(sql);
         break;
+      }
       case Frontend.parse: {
         const [name, p] = readCString(buf, start + 5, end);
-        this.tracker.parse(name, readCString(buf, p, end)[0]);
+        const sql = readCString(buf, p, end)[0];
+        const v = this.decide(sql);
+        if (v.action === "block") {
+          this.refuseExtended(sql, "blocked", v.reason);
+          return true;
+        }
+        this.statementVerdicts.set(name, v);
+        this.tracker.parse(name, sql);
         break;
       }
       case Frontend.bind: {
         const [portal, p] = readCString(buf, start + 5, end);
-        this.tracker.bind(portal, readCString(buf, p, end)[0]);
+        const stmt = readCString(buf, p, end)[0];
+        this.portalVerdicts.set(portal, this.statementVerdicts.get(stmt) ?? ALLOW);
+        this.tracker.bind(portal, stmt);
         break;
       }
-      case Frontend.execute:
-        this.tracker.execute(readCString(buf, start + 5, end)[0]);
+      case Frontend.execute: {
+        const portal = readCString(buf, start + 5, end)[0];
+        if (this.portalVerdicts.get(portal)?.action === "hold") {
+          return this.startHold(
+            buf,
+            start,
+            end,
+            this.tracker.portalText(portal),
+            "extended",
+            portal,
+          );
+        }
+        this.tracker.execute(portal);
         break;
+      }
       case Frontend.sync:
         this.tracker.sync();
         break;
@@ -367,9 +446,22 @@ export class PostgresSession {
         this.tracker.close(kind, readCString(buf, start + 6, end)[0]);
         break;
       }
-      case Frontend.functionCall:
-        this.tracker.functionCall(end - start >= 9 ? buf.readInt32BE(start + 5) : 0);
+      case Frontend.functionCall: {
+        const oid = end - start >= 9 ? buf.readInt32BE(start + 5) : 0;
+        const v = this.opts.policy?.decideFunctionCall(oid) ?? ALLOW;
+        if (v.action !== "allow") {
+          this.refuseSimple(
+            `-- function call (oid ${oid})`,
+            "blocked",
+            v.action === "block"
+              ? v.reason
+              : "gw: fast-path function calls cannot be held for approval",
+          );
+          return true;
+        }
+        this.tracker.functionCall(oid);
         break;
+      }
       case Frontend.terminate:
         this.toUpstream.forward(buf, start, end);
         this.toUpstream.flush((b) => this.upstream!.write(b));
@@ -449,9 +541,11 @@ export class PostgresSession {
           buf.writeInt32BE(this.cancelKey.pid, start + 5);
         }
         break;
-      case Backend.readyForQuery:
-        this.tracker.readyForQuery();
+      case Backend.readyForQuery: {
+        const inject = this.tracker.readyForQuery();
+        if (inject) this.toClient.insert(inject);
         break;
+      }
       case Backend.authentication:
       case Backend.backendKeyData:
         // Mid-session these would leak or replace the broker's own keys.
@@ -465,6 +559,105 @@ export class PostgresSession {
     this.toClient.forward(buf, start, end);
     return true;
   };
+
+  // --- policy ----------------------------------------------------------------------------
+
+  private decide(sql: string): Verdict {
+    return this.opts.policy ? this.opts.policy.decide(sql) : ALLOW;
+  }
+
+  /** A refused simple Query becomes a Sync: the target answers ReadyForQuery, we add the error. */
+  private refuseSimple(sql: string, decision: "blocked" | "denied", reason: string): void {
+    this.tracker.refused(sql, "simple", decision, SqlState.insufficientPrivilege, reason);
+    this.tracker.sync(refusalError(reason));
+    this.toUpstream.insert(SYNC);
+  }
+
+  /** A refused Parse or Execute: drop the rest of the batch; its Sync carries the error. */
+  private refuseExtended(sql: string, decision: "blocked" | "denied", reason: string): void {
+    this.tracker.refused(sql, "extended", decision, SqlState.insufficientPrivilege, reason);
+    this.discardError = refusalError(reason);
+  }
+
+  /**
+   * Holds the client's stream at this message until a human decides. What came before it has
+   * gone upstream; what comes after waits (the framer keeps it, later chunks queue).
+   */
+  private startHold(
+    buf: Buffer,
+    start: number,
+    end: number,
+    sql: string,
+    kind: "simple" | "extended",
+    portal?: string,
+  ): boolean {
+    const policy = this.opts.policy!;
+    this.toUpstream.flush((b) => this.upstream!.write(b));
+    const message = Buffer.from(buf.subarray(start, end));
+    const ctl = new AbortController();
+    this.holding = ctl;
+    this.client.pause();
+    const notify = (text: string) => {
+      if (this.state === "relaying")
+        this.client.send(noticeResponse({ code: "01000", message: text, severity: "NOTICE" }));
+    };
+    policy.hold(sql, notify, ctl.signal).then(
+      (outcome) => this.endHold(ctl, outcome, message, sql, kind, portal),
+      (err: unknown) => {
+        this.opts.hooks.log("error", "holding a statement failed", { error: String(err) });
+        this.endHold(
+          ctl,
+          {
+            action: "deny",
+            reason: "gw: the approval could not be recorded, so the statement was not run",
+          },
+          message,
+          sql,
+          kind,
+          portal,
+        );
+      },
+    );
+    return false;
+  }
+
+  private endHold(
+    ctl: AbortController,
+    outcome: HoldOutcome,
+    message: Buffer,
+    sql: string,
+    kind: "simple" | "extended",
+    portal?: string,
+  ): void {
+    if (this.holding !== ctl || this.state !== "relaying") return;
+    this.holding = null;
+    this.toUpstream.reset();
+    if (outcome.action === "allow") {
+      if (kind === "simple") this.tracker.query(sql, "approved");
+      else this.tracker.execute(portal ?? "", "approved");
+      this.toUpstream.insert(message);
+    } else if (kind === "simple") {
+      this.refuseSimple(sql, "denied", outcome.reason);
+    } else {
+      this.refuseExtended(sql, "denied", outcome.reason);
+    }
+    // Go on with what queued behind the held message, in order.
+    this.client.resume();
+    const queued = this.pendingClient.splice(0);
+    try {
+      this.relayFromClient(EMPTY, true);
+      for (const chunk of queued) {
+        if (this.state !== "relaying") break;
+        if (this.holding) {
+          this.pendingClient.push(chunk);
+          continue;
+        }
+        this.relayFromClient(chunk);
+      }
+    } catch (err) {
+      this.fail(err);
+    }
+  }
 
   // --- recording and ending --------------------------------------------------------------
 
@@ -528,6 +721,9 @@ export class PostgresSession {
     this.state = "closed";
     this.endInfo = { reason, detail };
     if (this.cancelKey) this.opts.cancels.unregister(this.cancelKey);
+    // A held statement whose requester is gone must not wait for (or get) a decision.
+    this.holding?.abort();
+    this.holding = null;
     if (this.upstream) {
       this.upstream.end();
       this.upstream.destroySoon?.();

@@ -19,6 +19,8 @@ export interface CompletedStatement {
   rows: number | null;
   errorCode: string | null;
   errorMessage: string | null;
+  /** What policy decided: allowed (the default), blocked, or a held statement's outcome. */
+  decision: "allowed" | "blocked" | "approved" | "denied";
 }
 
 interface Pending {
@@ -30,9 +32,14 @@ interface Pending {
   rows: number | null;
   errorCode: string | null;
   errorMessage: string | null;
+  decision: CompletedStatement["decision"];
+  /** On a substituted Sync: the ErrorResponse to put before its ReadyForQuery. */
+  inject: Buffer | null;
 }
 
 export class StatementTracker {
+  /** An error since the last ReadyForQuery: a blocked statement's error is not added twice. */
+  private errorSinceReady = false;
   private queue: Pending[] = [];
   private head = 0;
   private readonly prepared = new Map<string, string>();
@@ -42,8 +49,8 @@ export class StatementTracker {
 
   // --- frontend side -------------------------------------------------------------------
 
-  query(sql: string): void {
-    this.push("simple", sql);
+  query(sql: string, decision: CompletedStatement["decision"] = "allowed"): void {
+    this.push("simple", sql, decision);
   }
 
   functionCall(oid: number): void {
@@ -61,8 +68,12 @@ export class StatementTracker {
     );
   }
 
-  execute(portal: string): void {
-    this.push("extended", this.portals.get(portal) ?? `-- unknown portal "${portal}"`);
+  execute(portal: string, decision: CompletedStatement["decision"] = "allowed"): void {
+    this.push("extended", this.portalText(portal), decision);
+  }
+
+  portalText(portal: string): string {
+    return this.portals.get(portal) ?? `-- unknown portal "${portal}"`;
   }
 
   close(kind: "S" | "P", name: string): void {
@@ -70,8 +81,30 @@ export class StatementTracker {
     else this.portals.delete(name);
   }
 
-  sync(): void {
-    this.push("sync", "");
+  /** `inject`: this Sync stands in for a refused statement; its answer gets that error first. */
+  sync(inject: Buffer | null = null): void {
+    this.push("sync", "", "allowed", inject);
+  }
+
+  /** A statement policy refused: it never reached the target, so it is complete now. */
+  refused(
+    sql: string,
+    protocol: "simple" | "extended",
+    decision: "blocked" | "denied",
+    code: string,
+    message: string,
+  ): void {
+    this.onComplete({
+      at: Date.now(),
+      durationMs: 0,
+      sql,
+      protocol,
+      commandTag: null,
+      rows: null,
+      errorCode: code,
+      errorMessage: message,
+      decision,
+    });
   }
 
   /** Text of a named prepared statement, for policy decisions that follow it to Execute. */
@@ -108,6 +141,7 @@ export class StatementTracker {
   }
 
   error(code: string, message: string): void {
+    this.errorSinceReady = true;
     const p = this.firstStatement();
     if (!p) return;
     if (p.errorCode === null) {
@@ -123,25 +157,40 @@ export class StatementTracker {
     }
   }
 
-  readyForQuery(): void {
+  /** Returns an ErrorResponse to send before this ReadyForQuery, when a refused statement's Sync ends here. */
+  readyForQuery(): Buffer | null {
+    let inject: Buffer | null = null;
     while (this.head < this.queue.length) {
       const p = this.queue[this.head++]!;
       if (p.kind === "simple") {
         this.finish(p);
         break;
       }
-      if (p.kind === "sync") break;
+      if (p.kind === "sync") {
+        // The target already reported an error in this batch: one error per batch, as PostgreSQL does.
+        if (!this.errorSinceReady) inject = p.inject;
+        break;
+      }
       // An Execute that got no answer before the Sync completed: it did not run.
     }
+    this.errorSinceReady = false;
     this.compact();
+    return inject;
   }
 
   // --- internals -----------------------------------------------------------------------
 
-  private push(kind: Pending["kind"], sql: string): void {
+  private push(
+    kind: Pending["kind"],
+    sql: string,
+    decision: CompletedStatement["decision"] = "allowed",
+    inject: Buffer | null = null,
+  ): void {
     this.queue.push({
       kind,
       sql,
+      decision,
+      inject,
       at: Date.now(),
       t0: performance.now(),
       tags: [],
@@ -191,6 +240,7 @@ export class StatementTracker {
       rows: p.rows,
       errorCode: p.errorCode,
       errorMessage: p.errorMessage,
+      decision: p.decision,
     });
   }
 }
