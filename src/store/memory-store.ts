@@ -1,6 +1,16 @@
+import {
+  approvalDuplicate,
+  approvalExpired,
+  approvalNotFound,
+  approvalNotPending,
+} from "../approvals/errors.js";
 import { storeClosed, storeWriteFailed } from "./errors.js";
 import {
   effectiveLimit,
+  statusAfterDecisions,
+  type ApprovalDecision,
+  type ApprovalQuery,
+  type ApprovalRequest,
   type SessionQuery,
   type SessionRecord,
   type SessionStore,
@@ -16,6 +26,7 @@ import {
 export class MemoryStore implements SessionStore {
   private readonly sessions = new Map<string, SessionRecord>(); // in creation order
   private readonly statements = new Map<string, Map<number, StatementEvent>>();
+  private readonly approvals = new Map<string, ApprovalRequest>(); // in creation order
   private closed = false;
 
   async createSession(rec: SessionRecord): Promise<void> {
@@ -85,8 +96,69 @@ export class MemoryStore implements SessionStore {
     return [...list.values()].sort((a, b) => a.seq - b.seq).map((ev) => ({ ...ev }));
   }
 
+  async createApproval(req: ApprovalRequest): Promise<void> {
+    this.ensureOpen();
+    if (this.approvals.has(req.id))
+      throw storeWriteFailed(`approval request ${req.id} already exists`);
+    if (req.status !== "pending" || req.decisions.length > 0 || req.decidedAt !== null) {
+      throw storeWriteFailed(
+        `approval request ${req.id} must be created pending, with no decisions`,
+      );
+    }
+    this.approvals.set(req.id, structuredClone(req));
+  }
+
+  async getApproval(id: string): Promise<ApprovalRequest | null> {
+    this.ensureOpen();
+    const a = this.approvals.get(id);
+    return a === undefined ? null : structuredClone(a);
+  }
+
+  async listApprovals(q: ApprovalQuery): Promise<ApprovalRequest[]> {
+    this.ensureOpen();
+    const out = [...this.approvals.values()]
+      .reverse()
+      .filter((a) => q.status === undefined || a.status === q.status);
+    out.sort((a, b) => b.createdAt - a.createdAt); // stable: newest created first among ties
+    return out.slice(0, effectiveLimit(q.limit)).map((a) => structuredClone(a));
+  }
+
+  async recordDecision(id: string, decision: ApprovalDecision): Promise<ApprovalRequest> {
+    this.ensureOpen();
+    const a = this.pendingApproval(id, decision.at);
+    if (a.decisions.some((d) => d.by.oid === decision.by.oid)) {
+      throw approvalDuplicate(id, decision.by.name);
+    }
+    a.decisions.push(structuredClone(decision));
+    a.status = statusAfterDecisions(a.decisions, a.minApprovals);
+    if (a.status !== "pending") a.decidedAt = decision.at;
+    return structuredClone(a);
+  }
+
+  async setStatus(
+    id: string,
+    status: "expired" | "cancelled",
+    change: { at: number; detail: string | null },
+  ): Promise<ApprovalRequest> {
+    this.ensureOpen();
+    const a = this.pendingApproval(id);
+    a.status = status;
+    a.decidedAt = change.at;
+    a.statusDetail = change.detail;
+    return structuredClone(a);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /** The stored request, if it exists and is still pending (at `at`, when given). */
+  private pendingApproval(id: string, at?: number): ApprovalRequest {
+    const a = this.approvals.get(id);
+    if (a === undefined) throw approvalNotFound(id);
+    if (a.status !== "pending") throw approvalNotPending(id, a.status);
+    if (at !== undefined && at >= a.expiresAt) throw approvalExpired(id);
+    return a;
   }
 
   private ensureOpen(): void {

@@ -64,6 +64,56 @@ export const migrations: readonly Migration[] = [
       db.pragma(`application_id = ${GW_APPLICATION_ID}`);
     },
   },
+  {
+    version: 2,
+    description: "approval requests and their decisions",
+    up(db) {
+      // No foreign key to sessions: an approval request is an audit record of its own, and the
+      // service that holds statements does not depend on the session record's timing.
+      // approvers and context_statements are JSON arrays of strings.
+      db.exec(`
+        CREATE TABLE approvals (
+          id                 TEXT    NOT NULL PRIMARY KEY,
+          session_id         TEXT    NOT NULL,
+          connection         TEXT    NOT NULL,
+          requester_oid      TEXT    NOT NULL,
+          requester_name     TEXT    NOT NULL,
+          requester_type     TEXT    NOT NULL,
+          application_name   TEXT,
+          agent_label        TEXT,
+          sql                TEXT    NOT NULL,
+          statement_hash     TEXT    NOT NULL,
+          rule_index         INTEGER NOT NULL,
+          rule_description   TEXT    NOT NULL,
+          reason             TEXT    NOT NULL,
+          approvers          TEXT    NOT NULL,
+          min_approvals      INTEGER NOT NULL CHECK (min_approvals >= 1),
+          created_at         INTEGER NOT NULL,
+          expires_at         INTEGER NOT NULL,
+          status             TEXT    NOT NULL
+            CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'cancelled')),
+          decided_at         INTEGER,
+          status_detail      TEXT,
+          context_statements TEXT
+        );
+        CREATE INDEX approvals_created_at ON approvals (created_at DESC);
+        CREATE INDEX approvals_status ON approvals (status, created_at DESC);
+        CREATE INDEX approvals_session ON approvals (session_id);
+
+        CREATE TABLE approval_decisions (
+          approval_id TEXT    NOT NULL REFERENCES approvals (id) ON DELETE CASCADE,
+          seq         INTEGER NOT NULL,
+          oid         TEXT    NOT NULL,
+          name        TEXT    NOT NULL,
+          decision    TEXT    NOT NULL CHECK (decision IN ('approve', 'deny')),
+          reason      TEXT,
+          at          INTEGER NOT NULL,
+          PRIMARY KEY (approval_id, seq),
+          UNIQUE (approval_id, oid)
+        );
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

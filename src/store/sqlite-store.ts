@@ -1,11 +1,22 @@
 import { chmodSync, closeSync, constants as fsc, mkdirSync, openSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
+import {
+  approvalDuplicate,
+  approvalExpired,
+  approvalNotFound,
+  approvalNotPending,
+} from "../approvals/errors.js";
 import { GwError, isGwError } from "../errors.js";
 import { storeClosed, storeUnavailable, storeWriteFailed } from "./errors.js";
 import { migrate } from "./sqlite-migrations.js";
 import {
   effectiveLimit,
+  statusAfterDecisions,
+  type ApprovalDecision,
+  type ApprovalQuery,
+  type ApprovalRequest,
+  type ApprovalStatus,
   type SessionEndReason,
   type SessionQuery,
   type SessionRecord,
@@ -39,9 +50,11 @@ export interface SqliteStoreStats {
 }
 
 interface PendingWrite {
-  apply(): void;
-  resolve(): void;
+  apply(): unknown;
+  resolve(value: unknown): void;
   reject(err: unknown): void;
+  /** What apply() returned, handed to resolve() once the batch has committed. */
+  result?: unknown;
   /** Set when this write alone was refused (a constraint); the rest of the batch goes on. */
   refused?: GwError;
 }
@@ -78,6 +91,45 @@ interface StatementRow {
   error_message: string | null;
 }
 
+interface ApprovalRow {
+  id: string;
+  session_id: string;
+  connection: string;
+  requester_oid: string;
+  requester_name: string;
+  requester_type: string;
+  application_name: string | null;
+  agent_label: string | null;
+  sql: string;
+  statement_hash: string;
+  rule_index: number;
+  rule_description: string;
+  reason: string;
+  approvers: string;
+  min_approvals: number;
+  created_at: number;
+  expires_at: number;
+  status: string;
+  decided_at: number | null;
+  status_detail: string | null;
+  context_statements: string | null;
+}
+
+interface DecisionRow {
+  approval_id: string;
+  seq: number;
+  oid: string;
+  name: string;
+  decision: string;
+  reason: string | null;
+  at: number;
+}
+
+const APPROVAL_COLUMNS =
+  "id, session_id, connection, requester_oid, requester_name, requester_type, application_name, " +
+  "agent_label, sql, statement_hash, rule_index, rule_description, reason, approvers, " +
+  "min_approvals, created_at, expires_at, status, decided_at, status_detail, context_statements";
+
 const SESSION_COLUMNS =
   "id, oid, name, upn, type, connection, protocol, application_name, client_address, started_at, " +
   "ended_at, end_reason, end_detail, bytes_in, bytes_out, statement_count";
@@ -112,6 +164,20 @@ export class SqliteStore implements SessionStore {
     insertStatement: Database.Statement;
     getSession: Database.Statement;
     listStatements: Database.Statement;
+    insertApproval: Database.Statement;
+    getApproval: Database.Statement;
+    listDecisions: Database.Statement;
+    insertDecision: Database.Statement;
+    updateApprovalStatus: Database.Statement;
+    listApprovals: Database.Statement;
+    listApprovalsByStatus: Database.Statement;
+  };
+  /** Multi-statement writes run in a savepoint, so a refused one leaves nothing behind. */
+  private readonly tx: {
+    recordDecision: Database.Transaction<(id: string, d: ApprovalDecision) => ApprovalRequest>;
+    setStatus: Database.Transaction<
+      (id: string, status: ApprovalStatus, at: number, detail: string | null) => ApprovalRequest
+    >;
   };
   private readonly listQueries = new Map<string, Database.Statement>();
 
@@ -172,6 +238,71 @@ export class SqliteStore implements SessionStore {
       listStatements: db.prepare(
         "SELECT session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, error_code, " +
           "error_message FROM statements WHERE session_id = ? ORDER BY seq",
+      ),
+      insertApproval: db.prepare(
+        `INSERT INTO approvals (${APPROVAL_COLUMNS}) VALUES (@id, @session_id, @connection, ` +
+          "@requester_oid, @requester_name, @requester_type, @application_name, @agent_label, @sql, " +
+          "@statement_hash, @rule_index, @rule_description, @reason, @approvers, @min_approvals, " +
+          "@created_at, @expires_at, @status, @decided_at, @status_detail, @context_statements)",
+      ),
+      getApproval: db.prepare(`SELECT ${APPROVAL_COLUMNS} FROM approvals WHERE id = ?`),
+      listDecisions: db.prepare(
+        "SELECT approval_id, seq, oid, name, decision, reason, at FROM approval_decisions " +
+          "WHERE approval_id = ? ORDER BY seq",
+      ),
+      insertDecision: db.prepare(
+        "INSERT INTO approval_decisions (approval_id, seq, oid, name, decision, reason, at) " +
+          "VALUES (@approval_id, @seq, @oid, @name, @decision, @reason, @at)",
+      ),
+      updateApprovalStatus: db.prepare(
+        "UPDATE approvals SET status = @status, decided_at = @decided_at, " +
+          "status_detail = @status_detail WHERE id = @id AND status = 'pending'",
+      ),
+      listApprovals: db.prepare(
+        `SELECT ${APPROVAL_COLUMNS} FROM approvals ORDER BY created_at DESC, rowid DESC LIMIT ?`,
+      ),
+      listApprovalsByStatus: db.prepare(
+        `SELECT ${APPROVAL_COLUMNS} FROM approvals WHERE status = ? ` +
+          "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+      ),
+    };
+    this.tx = {
+      recordDecision: db.transaction((id: string, d: ApprovalDecision): ApprovalRequest => {
+        const a = this.pendingApproval(id, d.at);
+        if (a.decisions.some((x) => x.by.oid === d.by.oid)) throw approvalDuplicate(id, d.by.name);
+        this.stmt.insertDecision.run({
+          approval_id: id,
+          seq: a.decisions.length + 1,
+          oid: d.by.oid,
+          name: d.by.name,
+          decision: d.decision,
+          reason: d.reason,
+          at: d.at,
+        });
+        a.decisions.push({ by: { ...d.by }, decision: d.decision, reason: d.reason, at: d.at });
+        a.status = statusAfterDecisions(a.decisions, a.minApprovals);
+        if (a.status !== "pending") {
+          a.decidedAt = d.at;
+          this.stmt.updateApprovalStatus.run({
+            id,
+            status: a.status,
+            decided_at: d.at,
+            status_detail: null,
+          });
+        }
+        return a;
+      }),
+      setStatus: db.transaction(
+        (id: string, status: ApprovalStatus, at: number, detail: string | null) => {
+          const a = this.pendingApproval(id);
+          this.stmt.updateApprovalStatus.run({
+            id,
+            status,
+            decided_at: at,
+            status_detail: detail,
+          });
+          return { ...a, status, decidedAt: at, statusDetail: detail };
+        },
       ),
     };
   }
@@ -310,6 +441,85 @@ export class SqliteStore implements SessionStore {
     return (this.stmt.listStatements.all(sessionId) as StatementRow[]).map(toStatement);
   }
 
+  createApproval(req: ApprovalRequest): Promise<void> {
+    const fresh = req.status === "pending" && req.decisions.length === 0 && req.decidedAt === null;
+    const row: ApprovalRow = {
+      id: req.id,
+      session_id: req.sessionId,
+      connection: req.connection,
+      requester_oid: req.requester.oid,
+      requester_name: req.requester.name,
+      requester_type: req.requester.type,
+      application_name: req.applicationName,
+      agent_label: req.agentLabel,
+      sql: req.sql,
+      statement_hash: req.statementHash,
+      rule_index: req.matchedRule.index,
+      rule_description: req.matchedRule.description,
+      reason: req.reason,
+      approvers: JSON.stringify(req.approvers),
+      min_approvals: req.minApprovals,
+      created_at: req.createdAt,
+      expires_at: req.expiresAt,
+      status: req.status,
+      decided_at: req.decidedAt,
+      status_detail: req.statusDetail,
+      context_statements:
+        req.contextStatements === undefined ? null : JSON.stringify(req.contextStatements),
+    };
+    // Urgent: a statement (and its client) waits until the request is visible to approvers.
+    return this.enqueue(true, () => {
+      if (!fresh) {
+        throw storeWriteFailed(
+          `approval request ${req.id} must be created pending, with no decisions`,
+        );
+      }
+      try {
+        this.stmt.insertApproval.run(row);
+      } catch (err) {
+        if (sqliteCode(err) === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+          throw storeWriteFailed(`approval request ${req.id} already exists`, { cause: err });
+        }
+        throw err;
+      }
+    });
+  }
+
+  async getApproval(id: string): Promise<ApprovalRequest | null> {
+    this.beforeRead();
+    return this.readApproval(id);
+  }
+
+  async listApprovals(q: ApprovalQuery): Promise<ApprovalRequest[]> {
+    this.beforeRead();
+    const limit = effectiveLimit(q.limit);
+    const rows = (
+      q.status === undefined
+        ? this.stmt.listApprovals.all(limit)
+        : this.stmt.listApprovalsByStatus.all(q.status, limit)
+    ) as ApprovalRow[];
+    return rows.map((r) => toApproval(r, this.stmt.listDecisions.all(r.id) as DecisionRow[]));
+  }
+
+  recordDecision(id: string, decision: ApprovalDecision): Promise<ApprovalRequest> {
+    const d: ApprovalDecision = {
+      by: { oid: decision.by.oid, name: decision.by.name },
+      decision: decision.decision,
+      reason: decision.reason,
+      at: decision.at,
+    };
+    // Urgent: the held statement runs (or fails) once this has committed.
+    return this.enqueue(true, () => this.tx.recordDecision(id, d));
+  }
+
+  setStatus(
+    id: string,
+    status: "expired" | "cancelled",
+    change: { at: number; detail: string | null },
+  ): Promise<ApprovalRequest> {
+    return this.enqueue(true, () => this.tx.setStatus(id, status, change.at, change.detail));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -317,11 +527,26 @@ export class SqliteStore implements SessionStore {
     this.db.close();
   }
 
-  private enqueue(urgent: boolean, apply: () => void): Promise<void> {
+  private readApproval(id: string): ApprovalRequest | null {
+    const row = this.stmt.getApproval.get(id) as ApprovalRow | undefined;
+    if (row === undefined) return null;
+    return toApproval(row, this.stmt.listDecisions.all(id) as DecisionRow[]);
+  }
+
+  /** Inside a write: the request, if it exists and is still pending (at `at`, when given). */
+  private pendingApproval(id: string, at?: number): ApprovalRequest {
+    const a = this.readApproval(id);
+    if (a === null) throw approvalNotFound(id);
+    if (a.status !== "pending") throw approvalNotPending(id, a.status);
+    if (at !== undefined && at >= a.expiresAt) throw approvalExpired(id);
+    return a;
+  }
+
+  private enqueue<T>(urgent: boolean, apply: () => T): Promise<T> {
     if (this.closed) return Promise.reject(storeClosed());
     this.counters.writes++;
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ apply, resolve, reject });
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ apply, resolve: resolve as (value: unknown) => void, reject });
       if (urgent || this.commitWindowMs <= 0 || this.queue.length >= GROUP_COMMIT_MAX) {
         this.timer ??= setImmediate(() => {
           this.timer = undefined;
@@ -363,7 +588,7 @@ export class SqliteStore implements SessionStore {
       this.stmt.begin.run();
       for (const w of batch) {
         try {
-          w.apply();
+          w.result = w.apply();
         } catch (err) {
           // A constraint aborts only its own statement; the transaction goes on without it.
           // Anything else (I/O, disk full, a missing table) fails the whole batch.
@@ -390,7 +615,7 @@ export class SqliteStore implements SessionStore {
     for (const w of batch) {
       if (failure !== undefined) w.reject(failure);
       else if (w.refused !== undefined) w.reject(w.refused);
-      else w.resolve();
+      else w.resolve(w.result);
     }
   }
 
@@ -538,6 +763,41 @@ function toStatement(r: StatementRow): StatementEvent {
     errorCode: r.error_code,
     errorMessage: r.error_message,
   };
+}
+
+function toApproval(r: ApprovalRow, decisions: DecisionRow[]): ApprovalRequest {
+  const a: ApprovalRequest = {
+    id: r.id,
+    sessionId: r.session_id,
+    connection: r.connection,
+    requester: {
+      oid: r.requester_oid,
+      name: r.requester_name,
+      type: r.requester_type as ApprovalRequest["requester"]["type"],
+    },
+    applicationName: r.application_name,
+    agentLabel: r.agent_label,
+    sql: r.sql,
+    statementHash: r.statement_hash,
+    matchedRule: { index: r.rule_index, description: r.rule_description },
+    reason: r.reason,
+    approvers: JSON.parse(r.approvers) as string[],
+    minApprovals: r.min_approvals,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    status: r.status as ApprovalStatus,
+    decisions: decisions.map((d) => ({
+      by: { oid: d.oid, name: d.name },
+      decision: d.decision as ApprovalDecision["decision"],
+      reason: d.reason,
+      at: d.at,
+    })),
+    decidedAt: r.decided_at,
+    statusDetail: r.status_detail,
+  };
+  if (r.context_statements !== null)
+    a.contextStatements = JSON.parse(r.context_statements) as string[];
+  return a;
 }
 
 function sqliteCode(err: unknown): string | undefined {

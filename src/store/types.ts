@@ -75,8 +75,10 @@ export function effectiveLimit(limit: number | undefined): number {
  * listSessions returns newest first (startedAt descending, then most recently created);
  * listStatements returns a session's statements in seq order ([] for an unknown session).
  * close() commits pending writes, then releases the store; it is safe to call twice.
+ *
+ * The same object keeps approval requests (ApprovalStore, below).
  */
-export interface SessionStore {
+export interface SessionStore extends ApprovalStore {
   createSession(rec: SessionRecord): Promise<void>;
   endSession(
     id: string,
@@ -90,4 +92,111 @@ export interface SessionStore {
   getSession(id: string): Promise<SessionRecord | null>;
   listStatements(sessionId: string): Promise<StatementEvent[]>;
   close(): Promise<void>;
+}
+
+// --- approvals ------------------------------------------------------------------------------
+
+/**
+ * pending until decided; approved / denied by decisions; expired when nobody decided in time;
+ * cancelled when the statement stopped waiting (client gone, broker shutting down, restart).
+ */
+export type ApprovalStatus = "pending" | "approved" | "denied" | "expired" | "cancelled";
+
+export const APPROVAL_STATUSES: readonly ApprovalStatus[] = [
+  "pending",
+  "approved",
+  "denied",
+  "expired",
+  "cancelled",
+];
+
+export interface ApprovalDecision {
+  by: { oid: string; name: string };
+  decision: "approve" | "deny";
+  reason: string | null;
+  at: number; // epoch ms
+}
+
+/** A held statement waiting for (or past) a human decision. */
+export interface ApprovalRequest {
+  /** Short and human-friendly (8 lowercase hex characters), unique in the store. */
+  id: string;
+  sessionId: string;
+  connection: string;
+  requester: { oid: string; name: string; type: "user" | "app" };
+  applicationName: string | null;
+  /** What the client says it is (an AI agent's label, say); null when it says nothing. */
+  agentLabel: string | null;
+  /** The exact statement text that is held. */
+  sql: string;
+  /** sha256 of sql (UTF-8), lowercase hex: a decision is bound to exactly this statement. */
+  statementHash: string;
+  matchedRule: { index: number; description: string };
+  /** Why the rule holds it, for the approver. */
+  reason: string;
+  /** Principal strings that may decide: user:<oid>, group:<id>, role:<name>, app:<oid>. */
+  approvers: string[];
+  /** Distinct approvers needed (N of M). */
+  minApprovals: number;
+  createdAt: number; // epoch ms
+  expiresAt: number; // epoch ms; no decision is accepted at or after it
+  status: ApprovalStatus;
+  /** Every decision, in the order it was recorded. */
+  decisions: ApprovalDecision[];
+  /** When the status left pending (for any reason); null while pending. */
+  decidedAt: number | null;
+  /** Why it expired or was cancelled ("client disconnected"); null otherwise. */
+  statusDetail: string | null;
+  /** The session's previous few statements, oldest first, for the approver's detail pane. */
+  contextStatements?: string[];
+}
+
+export interface ApprovalQuery {
+  /** Only requests in this status; omitted for every status. */
+  status?: ApprovalStatus;
+  /** At most this many, newest first (createdAt descending): as effectiveLimit(). */
+  limit?: number;
+}
+
+/**
+ * The status decisions lead to: any deny denies; minApprovals distinct approving oids approve;
+ * otherwise still pending. Every store applies this inside the write that records a decision.
+ */
+export function statusAfterDecisions(
+  decisions: readonly ApprovalDecision[],
+  minApprovals: number,
+): "pending" | "approved" | "denied" {
+  if (decisions.some((d) => d.decision === "deny")) return "denied";
+  const approvers = new Set(decisions.filter((d) => d.decision === "approve").map((d) => d.by.oid));
+  return approvers.size >= Math.max(1, minApprovals) ? "approved" : "pending";
+}
+
+/**
+ * Where approval requests are kept; the same object as the SessionStore (one store per broker).
+ * Writes follow the SessionStore rules (asynchronous, batched, store_write_failed /
+ * store_closed), and the state rules are checked inside the write, so two brokers or two
+ * approvers racing cannot both win:
+ *   - createApproval refuses (store_write_failed) an id that exists, and a request that is not
+ *     pending with no decisions and decidedAt null.
+ *   - recordDecision appends one decision and sets status (statusAfterDecisions) and, when the
+ *     status leaves pending, decidedAt = decision.at. It rejects with a GwError:
+ *       approval_not_found   no such id;
+ *       approval_not_pending the request is not pending, or decision.at >= expiresAt;
+ *       approval_duplicate   this oid has already decided this request.
+ *     It resolves to the request as it is after the write.
+ *   - setStatus moves a pending request to expired or cancelled (decidedAt = at), rejecting
+ *     with approval_not_found / approval_not_pending otherwise, and resolves to the result.
+ * A refused write changes nothing and does not affect other writes of its batch.
+ * listApprovals returns newest first (createdAt descending, then most recently created).
+ */
+export interface ApprovalStore {
+  createApproval(req: ApprovalRequest): Promise<void>;
+  getApproval(id: string): Promise<ApprovalRequest | null>;
+  listApprovals(q: ApprovalQuery): Promise<ApprovalRequest[]>;
+  recordDecision(id: string, decision: ApprovalDecision): Promise<ApprovalRequest>;
+  setStatus(
+    id: string,
+    status: "expired" | "cancelled",
+    change: { at: number; detail: string | null },
+  ): Promise<ApprovalRequest>;
 }

@@ -3,6 +3,8 @@ import { isGwError } from "../../src/errors.js";
 import {
   DEFAULT_SESSION_LIMIT,
   MAX_SESSION_LIMIT,
+  type ApprovalDecision,
+  type ApprovalRequest,
   type SessionRecord,
   type SessionStore,
   type StatementEvent,
@@ -54,6 +56,41 @@ export function statementEvent(
     errorMessage: null,
     ...over,
   };
+}
+
+/** A fresh pending approval request; ids are unique across the whole test run. */
+export function approvalRecord(over: Partial<ApprovalRequest> = {}): ApprovalRequest {
+  counter++;
+  return {
+    id: `${(counter % 0x10000).toString(16).padStart(4, "0")}${Math.random().toString(16).slice(2, 6)}`,
+    sessionId: "s-held",
+    connection: "orders",
+    requester: { oid: "oid-alice", name: "Alice", type: "user" },
+    applicationName: "psql",
+    agentLabel: null,
+    sql: "DELETE FROM orders WHERE created_at < now() - interval '1 year'",
+    statementHash: "ab".repeat(32),
+    matchedRule: { index: 2, description: "deletes on orders need a second pair of eyes" },
+    reason: "DELETE on a protected table",
+    approvers: ["group:dba", "user:oid-carol"],
+    minApprovals: 1,
+    createdAt: 1_700_000_000_000 + counter,
+    expiresAt: 1_700_000_000_000 + counter + 300_000,
+    status: "pending",
+    decisions: [],
+    decidedAt: null,
+    statusDetail: null,
+    ...over,
+  };
+}
+
+export function decision(
+  oid: string,
+  kind: "approve" | "deny",
+  at: number,
+  reason: string | null = null,
+): ApprovalDecision {
+  return { by: { oid, name: oid.replace(/^oid-/, "") }, decision: kind, reason, at };
 }
 
 /** Resolves to the rejection's GwError code, or fails the test if the promise resolves. */
@@ -343,6 +380,242 @@ export function runStoreSuite(name: string, makeStore: () => Promise<StoreUnderT
       ).toBe("store_closed");
       expect(await rejectionCode(store.getSession(rec.id))).toBe("store_closed");
       await store.close(); // a second close is harmless
+    });
+    // --- approvals ---------------------------------------------------------------------
+
+    it("creates an approval request and reads it back", async () => {
+      const a = approvalRecord({
+        agentLabel: "claude-code",
+        contextStatements: ["BEGIN", "SELECT count(*) FROM orders", "it's \u00e9t\u00e9 \u{1F600}"],
+      });
+      await store.createApproval(a);
+      expect(await store.getApproval(a.id)).toEqual(a);
+    });
+
+    it("keeps an approval request without context statements or application name", async () => {
+      const a = approvalRecord({
+        applicationName: null,
+        requester: { oid: "oid-etl", name: "etl-job", type: "app" },
+        approvers: ["app:oid-guard"],
+        minApprovals: 3,
+      });
+      await store.createApproval(a);
+      const got = await store.getApproval(a.id);
+      expect(got).toEqual(a);
+      expect(got).not.toHaveProperty("contextStatements");
+      expect(await store.getApproval("nope0000")).toBeNull();
+    });
+
+    it("refuses an approval request whose id exists, or that is not new and pending", async () => {
+      const a = approvalRecord();
+      await store.createApproval(a);
+      expect(await rejectionCode(store.createApproval({ ...a, sql: "SELECT 1" }))).toBe(
+        "store_write_failed",
+      );
+      expect(
+        await rejectionCode(store.createApproval(approvalRecord({ status: "approved" }))),
+      ).toBe("store_write_failed");
+      const withDecision = approvalRecord({ decisions: [decision("oid-bob", "approve", 1)] });
+      expect(await rejectionCode(store.createApproval(withDecision))).toBe("store_write_failed");
+      expect(await store.getApproval(withDecision.id)).toBeNull();
+      expect((await store.getApproval(a.id))?.sql).toBe(a.sql);
+    });
+
+    it("lists approval requests newest first, by status, with a limit", async () => {
+      const a = approvalRecord({ createdAt: 1000 });
+      const b = approvalRecord({ createdAt: 3000 });
+      const c = approvalRecord({ createdAt: 2000 });
+      const d = approvalRecord({ createdAt: 2000 });
+      for (const r of [a, b, c, d]) await store.createApproval(r);
+      await store.recordDecision(b.id, decision("oid-bob", "approve", 3001));
+      await store.setStatus(a.id, "cancelled", { at: 1001, detail: "client disconnected" });
+      const ids = async (q: Parameters<SessionStore["listApprovals"]>[0]) =>
+        (await store.listApprovals(q)).map((x) => x.id);
+      expect(await ids({})).toEqual([b.id, d.id, c.id, a.id]);
+      expect(await ids({ status: "pending" })).toEqual([d.id, c.id]);
+      expect(await ids({ status: "approved" })).toEqual([b.id]);
+      expect(await ids({ status: "cancelled" })).toEqual([a.id]);
+      expect(await ids({ status: "denied" })).toEqual([]);
+      expect(await ids({ limit: 2 })).toEqual([b.id, d.id]);
+      expect(await ids({ limit: 0 })).toEqual([b.id]);
+      const [listed] = await store.listApprovals({ status: "approved" });
+      expect(listed).toEqual(await store.getApproval(b.id));
+      expect(listed!.decisions).toHaveLength(1);
+    });
+
+    it("approves with one approval by default, recording who, why and when", async () => {
+      const a = approvalRecord();
+      await store.createApproval(a);
+      const d = decision("oid-bob", "approve", a.createdAt + 10, "looks right");
+      const after = await store.recordDecision(a.id, d);
+      const expected = { ...a, status: "approved", decisions: [d], decidedAt: d.at };
+      expect(after).toEqual(expected);
+      expect(await store.getApproval(a.id)).toEqual(expected);
+    });
+
+    it("needs minApprovals distinct approvers, and any deny denies", async () => {
+      const a = approvalRecord({ minApprovals: 2 });
+      const b = approvalRecord({ minApprovals: 2 });
+      await store.createApproval(a);
+      await store.createApproval(b);
+      const first = await store.recordDecision(
+        a.id,
+        decision("oid-bob", "approve", a.createdAt + 1),
+      );
+      expect(first.status).toBe("pending");
+      expect(first.decidedAt).toBeNull();
+      expect(
+        await rejectionCode(
+          store.recordDecision(a.id, decision("oid-bob", "approve", a.createdAt + 2)),
+        ),
+      ).toBe("approval_duplicate");
+      const second = await store.recordDecision(
+        a.id,
+        decision("oid-carol", "approve", a.createdAt + 3),
+      );
+      expect(second.status).toBe("approved");
+      expect(second.decidedAt).toBe(a.createdAt + 3);
+      expect(second.decisions.map((d) => d.by.oid)).toEqual(["oid-bob", "oid-carol"]);
+
+      await store.recordDecision(b.id, decision("oid-bob", "approve", b.createdAt + 1));
+      const denied = await store.recordDecision(
+        b.id,
+        decision("oid-carol", "deny", b.createdAt + 2, "not during business hours"),
+      );
+      expect(denied.status).toBe("denied");
+      expect(denied.decidedAt).toBe(b.createdAt + 2);
+      expect(denied.decisions[1]).toEqual(
+        decision("oid-carol", "deny", b.createdAt + 2, "not during business hours"),
+      );
+    });
+
+    it("refuses decisions on unknown, decided, expired and past-deadline requests", async () => {
+      const a = approvalRecord();
+      const b = approvalRecord();
+      await store.createApproval(a);
+      await store.createApproval(b);
+      expect(
+        await rejectionCode(store.recordDecision("nope0000", decision("oid-bob", "approve", 1))),
+      ).toBe("approval_not_found");
+      await store.recordDecision(a.id, decision("oid-bob", "deny", a.createdAt + 1, "no"));
+      expect(
+        await rejectionCode(
+          store.recordDecision(a.id, decision("oid-carol", "approve", a.createdAt + 2)),
+        ),
+      ).toBe("approval_not_pending");
+      expect(
+        await rejectionCode(
+          store.recordDecision(b.id, decision("oid-bob", "approve", b.expiresAt)),
+        ),
+      ).toBe("approval_not_pending");
+      expect((await store.getApproval(b.id))?.decisions).toEqual([]);
+      await store.setStatus(b.id, "expired", { at: b.expiresAt, detail: "nobody decided" });
+      expect(
+        await rejectionCode(
+          store.recordDecision(b.id, decision("oid-bob", "approve", b.createdAt + 1)),
+        ),
+      ).toBe("approval_not_pending");
+      expect((await store.getApproval(a.id))?.decisions).toHaveLength(1);
+    });
+
+    it("expires or cancels only pending requests", async () => {
+      const a = approvalRecord();
+      const b = approvalRecord();
+      await store.createApproval(a);
+      await store.createApproval(b);
+      const cancelled = await store.setStatus(a.id, "cancelled", {
+        at: a.createdAt + 5,
+        detail: "client disconnected",
+      });
+      const expected = {
+        ...a,
+        status: "cancelled",
+        decidedAt: a.createdAt + 5,
+        statusDetail: "client disconnected",
+      };
+      expect(cancelled).toEqual(expected);
+      expect(await store.getApproval(a.id)).toEqual(expected);
+      expect(await rejectionCode(store.setStatus(a.id, "expired", { at: 1, detail: null }))).toBe(
+        "approval_not_pending",
+      );
+      expect(
+        await rejectionCode(store.setStatus("nope0000", "expired", { at: 1, detail: null })),
+      ).toBe("approval_not_found");
+      const expired = await store.setStatus(b.id, "expired", { at: b.expiresAt, detail: null });
+      expect(expired).toEqual({ ...b, status: "expired", decidedAt: b.expiresAt });
+      expect(await store.getApproval(a.id)).toEqual(expected);
+    });
+
+    it("lets exactly one of racing decisions win, without losing other writes", async () => {
+      const a = approvalRecord();
+      const rec = sessionRecord();
+      await store.createApproval(a);
+      const created = store.createSession(rec);
+      const bob = store.recordDecision(a.id, decision("oid-bob", "approve", a.createdAt + 1));
+      const carol = store.recordDecision(
+        a.id,
+        decision("oid-carol", "deny", a.createdAt + 2, "no"),
+      );
+      const timeout = store.setStatus(a.id, "expired", { at: a.createdAt + 3, detail: null });
+      const stmt = store.addStatement(statementEvent(rec.id, 1));
+      expect((await bob).status).toBe("approved");
+      expect(await rejectionCode(carol)).toBe("approval_not_pending");
+      expect(await rejectionCode(timeout)).toBe("approval_not_pending");
+      await Promise.all([created, stmt]);
+      const got = await store.getApproval(a.id);
+      expect(got?.status).toBe("approved");
+      expect(got?.decisions.map((d) => d.by.oid)).toEqual(["oid-bob"]);
+      expect(await store.listStatements(rec.id)).toHaveLength(1);
+    });
+
+    it("lets a reader see approval writes it has not awaited yet", async () => {
+      const a = approvalRecord();
+      const created = store.createApproval(a);
+      const decided = store.recordDecision(a.id, decision("oid-bob", "approve", a.createdAt + 1));
+      expect((await store.getApproval(a.id))?.status).toBe("approved");
+      expect((await store.listApprovals({ status: "approved" })).map((x) => x.id)).toEqual([a.id]);
+      await Promise.all([created, decided]);
+    });
+
+    it("is not changed by callers mutating approval requests they passed or got", async () => {
+      const a = approvalRecord({ contextStatements: ["SELECT 1"] });
+      const p = store.createApproval(a);
+      const original = structuredClone(a);
+      a.approvers.push("group:everyone");
+      a.contextStatements!.push("DROP TABLE evidence");
+      a.requester.name = "Mallory";
+      await p;
+      const got = await store.getApproval(a.id);
+      expect(got).toEqual(original);
+      got!.approvers.push("group:everyone");
+      got!.matchedRule.description = "changed";
+      const d = decision("oid-bob", "approve", original.createdAt + 1);
+      const pd = store.recordDecision(a.id, d);
+      d.by.oid = "oid-mallory";
+      const after = await pd;
+      after.decisions[0]!.reason = "changed";
+      const again = await store.getApproval(a.id);
+      expect(again?.approvers).toEqual(original.approvers);
+      expect(again?.matchedRule).toEqual(original.matchedRule);
+      expect(again?.decisions).toEqual([decision("oid-bob", "approve", original.createdAt + 1)]);
+    });
+
+    it("refuses approval writes and reads after close", async () => {
+      const a = approvalRecord();
+      const created = store.createApproval(a);
+      await store.close();
+      await expect(created).resolves.toBeUndefined();
+      expect(await rejectionCode(store.createApproval(approvalRecord()))).toBe("store_closed");
+      expect(
+        await rejectionCode(
+          store.recordDecision(a.id, decision("oid-bob", "approve", a.createdAt)),
+        ),
+      ).toBe("store_closed");
+      expect(await rejectionCode(store.setStatus(a.id, "expired", { at: 1, detail: null }))).toBe(
+        "store_closed",
+      );
+      expect(await rejectionCode(store.getApproval(a.id))).toBe("store_closed");
+      expect(await rejectionCode(store.listApprovals({}))).toBe("store_closed");
     });
   });
 }
