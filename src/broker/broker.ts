@@ -333,19 +333,31 @@ export class Broker {
       channel.close();
       return;
     }
-    // The session lives as long as its identity's sign-in does; fresh tokens extend it.
+    // The session lives as long as its identity's sign-in does; fresh tokens extend it. It
+    // ends for that either on the validity timer or, when client data comes in first (between
+    // the expiry and the timer), in the session itself: the tunnel is told either way.
+    let expiryAnnounced = false;
+    const announceExpiry = () => {
+      if (expiryAnnounced) return;
+      expiryAnnounced = true;
+      log.log("info", "sign-in expired; ending the session");
+      channel.sendControl({ type: "sign_in_expired" });
+    };
     const validity = new SessionValidity(
       identity,
       this.opts.config.identity.expiryGraceSeconds * 1000,
       () => {
-        log.log("info", "sign-in expired; ending the session");
-        channel.sendControl({ type: "sign_in_expired" });
+        announceExpiry();
         session.terminate("auth_expired", signInExpiredError());
       },
     );
     const session = new PostgresSession(channel, {
       target,
-      signInExpired: () => validity.expired,
+      signInExpired: () => {
+        if (!validity.expired) return false;
+        announceExpiry(); // the session terminates right after, with the error
+        return true;
+      },
       ownerOid: identity.oid,
       maxMessageBytes: this.opts.config.limits.maxMessageBytes,
       maxStartupBytes: this.opts.config.limits.maxStartupBytes,
