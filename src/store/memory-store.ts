@@ -65,7 +65,7 @@ export class MemoryStore implements SessionStore {
     }
     if (list.has(ev.seq))
       throw storeWriteFailed(`statement ${ev.seq} of session ${ev.sessionId} is already recorded`);
-    list.set(ev.seq, { ...ev });
+    list.set(ev.seq, { ...ev, decision: ev.decision ?? "allowed" });
   }
 
   async listSessions(q: SessionQuery): Promise<SessionRecord[]> {

@@ -114,6 +114,16 @@ export const migrations: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: "each statement's policy decision",
+    up(db) {
+      db.exec(`
+        ALTER TABLE statements ADD COLUMN decision TEXT NOT NULL DEFAULT 'allowed'
+          CHECK (decision IN ('allowed', 'blocked', 'approved', 'denied'));
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

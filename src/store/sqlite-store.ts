@@ -22,6 +22,7 @@ import {
   type SessionRecord,
   type SessionStore,
   type StatementEvent,
+  type StatementDecision,
 } from "./types.js";
 
 export interface SqliteStoreOptions {
@@ -89,6 +90,7 @@ interface StatementRow {
   row_count: number | null;
   error_code: string | null;
   error_message: string | null;
+  decision: string;
 }
 
 interface ApprovalRow {
@@ -231,13 +233,13 @@ export class SqliteStore implements SessionStore {
       sessionEnded: db.prepare("SELECT ended_at FROM sessions WHERE id = ?"),
       insertStatement: db.prepare(
         "INSERT INTO statements (session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, " +
-          "error_code, error_message) VALUES (@session_id, @seq, @at, @duration_ms, @sql, @protocol, " +
-          "@command_tag, @row_count, @error_code, @error_message)",
+          "error_code, error_message, decision) VALUES (@session_id, @seq, @at, @duration_ms, @sql, " +
+          "@protocol, @command_tag, @row_count, @error_code, @error_message, @decision)",
       ),
       getSession: db.prepare(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id = ?`),
       listStatements: db.prepare(
         "SELECT session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, error_code, " +
-          "error_message FROM statements WHERE session_id = ? ORDER BY seq",
+          "error_message, decision FROM statements WHERE session_id = ? ORDER BY seq",
       ),
       insertApproval: db.prepare(
         `INSERT INTO approvals (${APPROVAL_COLUMNS}) VALUES (@id, @session_id, @connection, ` +
@@ -381,6 +383,7 @@ export class SqliteStore implements SessionStore {
       row_count: ev.rows,
       error_code: ev.errorCode,
       error_message: ev.errorMessage,
+      decision: ev.decision ?? "allowed",
     };
     return this.enqueue(false, () => {
       try {
@@ -762,6 +765,7 @@ function toStatement(r: StatementRow): StatementEvent {
     rows: r.row_count,
     errorCode: r.error_code,
     errorMessage: r.error_message,
+    decision: (r.decision ?? "allowed") as StatementDecision,
   };
 }
 

@@ -38,7 +38,11 @@ export interface StatementEvent {
   /** SQLSTATE when the statement failed. */
   errorCode: string | null;
   errorMessage: string | null;
+  /** What policy decided; "allowed" when no policy applies. */
+  decision?: StatementDecision;
 }
+
+export type StatementDecision = "allowed" | "blocked" | "approved" | "denied";
 
 export interface SessionQuery {
   /** Only sessions of this identity oid; omitted for auditors. */

@@ -31,7 +31,7 @@ describe("SqliteStore approvals", () => {
     return s;
   }
 
-  it("migrates a version 1 database to version 2, keeping its sessions", async () => {
+  it("migrates a version 1 database to the current version, keeping its sessions", async () => {
     const path = join(dir, "gw.db");
     const v1 = new Database(path);
     v1.transaction(() => {
@@ -57,7 +57,7 @@ describe("SqliteStore approvals", () => {
     );
     v1.close();
 
-    expect(SCHEMA_VERSION).toBe(2);
+    expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(3);
     const store = openAt(path);
     expect(await store.getSession(rec.id)).toEqual(rec);
     const a = approvalRecord({ sessionId: rec.id });
@@ -66,7 +66,13 @@ describe("SqliteStore approvals", () => {
     await store.close();
 
     const check = new Database(path, { readonly: true });
-    expect(check.pragma("user_version", { simple: true })).toBe(2);
+    expect(check.pragma("user_version", { simple: true })).toBe(SCHEMA_VERSION);
+    // Statements recorded before decisions existed read as allowed.
+    const cols = check.prepare("PRAGMA table_info(statements)").all() as {
+      name: string;
+      dflt_value: string;
+    }[];
+    expect(cols.find((c) => c.name === "decision")?.dflt_value).toBe("'allowed'");
     const tables = check
       .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
       .all()

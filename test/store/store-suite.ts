@@ -54,6 +54,7 @@ export function statementEvent(
     rows: 1,
     errorCode: null,
     errorMessage: null,
+    decision: "allowed",
     ...over,
   };
 }
@@ -248,9 +249,15 @@ export function runStoreSuite(name: string, makeStore: () => Promise<StoreUnderT
         errorMessage: 'relation "missing" does not exist',
       });
       const ok = statementEvent(rec.id, 2, { commandTag: "INSERT 0 3", rows: 3, durationMs: 12 });
-      await store.addStatement(failed);
-      await store.addStatement(ok);
-      expect(await store.listStatements(rec.id)).toEqual([failed, ok]);
+      const blocked = statementEvent(rec.id, 3, {
+        decision: "blocked",
+        errorCode: "42501",
+        errorMessage: "gw: not on production",
+      });
+      const approved = statementEvent(rec.id, 4, { decision: "approved" });
+      const denied = statementEvent(rec.id, 5, { decision: "denied", errorCode: "42501" });
+      for (const ev of [failed, ok, blocked, approved, denied]) await store.addStatement(ev);
+      expect(await store.listStatements(rec.id)).toEqual([failed, ok, blocked, approved, denied]);
     });
 
     it("keeps statements per session", async () => {
