@@ -27,6 +27,18 @@ import { recordingHooks } from "./recorder.js";
 import { WsChannel } from "./ws-channel.js";
 import { SessionValidity } from "./session-validity.js";
 import { VERSION } from "../version.js";
+import { ApprovalService } from "../approvals/service.js";
+import { handleApprovalsRequest } from "./approvals-api.js";
+import {
+  compileConnectionPolicy,
+  initPolicyParser,
+  sharedClassifier,
+  type CompiledPolicy,
+} from "../policy/index.js";
+import { compileMaskingProfile, type MaskingProfile } from "../policy/masking/index.js";
+import { CatalogCache } from "../protocols/postgres/catalog.js";
+import { ResultMasking } from "../protocols/postgres/result-masking.js";
+import { BrokerSessionPolicy } from "./session-policy.js";
 
 export interface BrokerOptions {
   config: BrokerConfig;
@@ -57,11 +69,23 @@ export class Broker {
   private readonly live = new Map<string, LiveSession>();
   private readonly log: Logger;
   private closing = false;
+  readonly approvals: ApprovalService;
+  /** Per connection, compiled once: its policy, masking profile and catalog cache. */
+  private readonly policies = new Map<
+    string,
+    { policy: CompiledPolicy | null; mask: MaskingProfile | null; catalog: CatalogCache | null }
+  >();
 
   private constructor(private readonly opts: BrokerOptions) {
     const cfg = opts.config;
     this.log = opts.logger ?? createLogger();
     this.verifier = opts.verifier ?? new TokenVerifier(cfg.identity);
+    this.approvals = new ApprovalService(opts.store, {
+      onError: (err, context) =>
+        this.log.log("error", "approvals: " + context, {
+          error: err instanceof Error ? err.message : String(err),
+        }),
+    });
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {
         this.log.log("error", "request failed", {
@@ -115,7 +139,16 @@ export class Broker {
   }
 
   static async start(opts: BrokerOptions): Promise<Broker> {
+    // PostgreSQL's parser (WASM) loads once, before any statement needs it.
+    await initPolicyParser();
     const b = new Broker(opts);
+    // Requests left pending by a broker that died can never be released: close them. (An
+    // embedded store has one broker; a shared store will need per-replica ownership.)
+    const orphans = "sqlite" in opts.config.store ? await b.approvals.cancelOrphans() : 0;
+    if (orphans > 0)
+      b.log.log("warn", "cancelled approval requests left pending by a previous broker", {
+        count: orphans,
+      });
     const [host, portText] = splitHostPort(opts.config.listen);
     const listen = opts.listen ?? { host, port: Number(portText) };
     await new Promise<void>((resolve, reject) => {
@@ -160,6 +193,7 @@ export class Broker {
     if (this.wss.clients.size > 0) await new Promise((r) => setTimeout(r, 250));
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
+    await this.approvals.close();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
@@ -171,6 +205,25 @@ export class Broker {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://x");
     const path = url.pathname;
+    if (path === "/v1/approvals" || path.startsWith("/v1/approvals/")) {
+      let identity: Identity;
+      try {
+        identity = await this.authenticate(req);
+      } catch (err) {
+        return sendError(res, toApiError(err));
+      }
+      if (
+        await handleApprovalsRequest(
+          req,
+          res,
+          url,
+          identity,
+          this.approvals,
+          this.isAuditor(identity),
+        )
+      )
+        return;
+    }
     if (req.method !== "GET" && req.method !== "HEAD") {
       return sendError(
         res,
@@ -315,8 +368,10 @@ export class Broker {
     const log = this.log.child({ session: id, connection: name, oid: identity.oid });
     const channel = new WsChannel(ws, clientAddress(req));
     let target: UpstreamTarget;
+    let policing: ReturnType<Broker["policyOf"]>;
     try {
       target = this.targetOf(name, conn);
+      policing = this.policyOf(name, conn);
     } catch (err) {
       log.log("error", "connection misconfigured", {
         error: isGwError(err) ? err.message : String(err),
@@ -351,8 +406,40 @@ export class Broker {
         session.terminate("auth_expired", signInExpiredError());
       },
     );
+    const { policy: compiled, mask, catalog } = policing;
+    const recent: string[] = [];
+    const sessionPolicy = compiled
+      ? new BrokerSessionPolicy({
+          policy: compiled,
+          classifier: sharedClassifier(),
+          approvals: this.approvals,
+          identity,
+          sessionId: id,
+          connection: name,
+          agentLabel: new URL(req.url ?? "/", "http://x").searchParams.get("agent"),
+          log,
+          recentStatements: () => recent.slice(),
+        })
+      : undefined;
+    const hooks = recordingHooks({
+      store: this.opts.store,
+      sessionId: id,
+      identity,
+      connection: name,
+      clientAddress: channel.remoteAddress,
+      log,
+      onStarted: () => channel.sendControl({ type: "session", id }),
+    });
+    const onStatement = hooks.onStatement.bind(hooks);
+    hooks.onStatement = (st) => {
+      recent.push(st.sql);
+      if (recent.length > 5) recent.shift();
+      return onStatement(st);
+    };
     const session = new PostgresSession(channel, {
       target,
+      ...(sessionPolicy ? { policy: sessionPolicy } : {}),
+      ...(mask ? { masking: new ResultMasking(mask, catalog) } : {}),
       signInExpired: () => {
         if (!validity.expired) return false;
         announceExpiry(); // the session terminates right after, with the error
@@ -362,15 +449,7 @@ export class Broker {
       maxMessageBytes: this.opts.config.limits.maxMessageBytes,
       maxStartupBytes: this.opts.config.limits.maxStartupBytes,
       cancels: this.cancels,
-      hooks: recordingHooks({
-        store: this.opts.store,
-        sessionId: id,
-        identity,
-        connection: name,
-        clientAddress: channel.remoteAddress,
-        log,
-        onStarted: () => channel.sendControl({ type: "session", id }),
-      }),
+      hooks,
     });
     this.live.set(id, { id, identity, connection: name, session, channel });
     ws.on("message", (data: Buffer, isBinary: boolean) => {
@@ -420,6 +499,37 @@ export class Broker {
         channel.sendControl({ type: "token_rejected", code: e.code, message: e.message });
       },
     );
+  }
+
+  private policyOf(
+    name: string,
+    conn: ConnectionConfig,
+  ): { policy: CompiledPolicy | null; mask: MaskingProfile | null; catalog: CatalogCache | null } {
+    let entry = this.policies.get(name);
+    if (!entry) {
+      const cfg = this.opts.config;
+      const hasPolicy = conn.policy !== undefined || conn.readOnly;
+      const policy = hasPolicy ? compileConnectionPolicy(cfg, name) : null;
+      let mask: MaskingProfile | null = null;
+      if (policy?.mask) {
+        const m = policy.mask;
+        mask = compileMaskingProfile({
+          columns: m.columns,
+          detectors: m.detectors,
+          strategy: m.strategy,
+          ...(m.hashKey
+            ? { hashKey: readSecret(m.hashKey, `policies.${conn.policy}.mask.hashKey`) }
+            : {}),
+        });
+        if (!mask.enabled) mask = null;
+      }
+      const catalog = mask?.hasColumnRules
+        ? new CatalogCache(() => this.targetOf(name, conn))
+        : null;
+      entry = { policy, mask, catalog };
+      this.policies.set(name, entry);
+    }
+    return entry;
   }
 
   private targetOf(name: string, conn: ConnectionConfig): UpstreamTarget {

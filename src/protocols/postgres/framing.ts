@@ -22,7 +22,18 @@ export class FramingError extends Error {
 }
 
 /** Called for each complete message. Return false to stop processing the rest of the chunk. */
-export type OnMessage = (type: number, buf: Buffer, start: number, end: number) => boolean | void;
+/**
+ * Return false to stop after this message (the rest is kept), or RETRY to stop before it (it is
+ * kept too, and handed over again on the next push).
+ */
+export type OnMessage = (
+  type: number,
+  buf: Buffer,
+  start: number,
+  end: number,
+) => boolean | typeof RETRY | void;
+
+export const RETRY = Symbol("retry");
 
 /** Type code reported for untyped startup-phase messages. */
 export const STARTUP_TYPE = 0;
@@ -99,6 +110,7 @@ export class MessageFramer {
       const end = pos + 1 + size;
       if (end > len) break;
       const cont = onMessage(type, buf, pos, end);
+      if (cont === RETRY) break;
       pos = end;
       if (cont === false) break;
     }

@@ -1,9 +1,11 @@
 import { connect as netConnect, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { Backend, Frontend, SqlState, StartupCode } from "./codes.js";
-import { FramingError, MessageFramer } from "./framing.js";
+import { FramingError, MessageFramer, RETRY } from "./framing.js";
 import { PgWireError, internalWireError } from "./pg-wire-error.js";
 import { OutputBatch } from "./output-batch.js";
+import type { ResultMasking } from "./result-masking.js";
+import { MaskingError } from "../../policy/masking/index.js";
 import { StatementTracker, type CompletedStatement } from "./statement-tracker.js";
 import type { CancelRegistry } from "./cancel-registry.js";
 import { openUpstream, type UpstreamTarget } from "./upstream.js";
@@ -77,6 +79,8 @@ export interface SessionOptions {
   signInExpired?: () => boolean;
   /** Per-statement decisions; without it every statement is allowed. */
   policy?: SessionPolicy;
+  /** Masking of results; without it results go out as the target sent them. */
+  masking?: ResultMasking;
 }
 
 /**
@@ -89,6 +93,8 @@ export type Verdict =
 export type HoldOutcome = { action: "allow" } | { action: "deny"; reason: string };
 
 export interface SessionPolicy {
+  /** The client's startup is known; says whether the session runs read-only. */
+  begin?(applicationName: string | null): { readOnly: boolean };
   /** Synchronous: classification is cached by text. */
   decide(sql: string): Verdict;
   /** Fast-path function calls carry only an oid. */
@@ -125,6 +131,19 @@ type State = "startup" | "connecting" | "relaying" | "closed";
 /** Startup parameters a client may not choose: the broker decides who and where. */
 const RESERVED_PARAMS = new Set(["user", "database", "replication"]);
 
+/** Startup settings a client keeps when a policy watches its SQL: none changes how SQL lexes. */
+const SAFE_PARAMS_UNDER_POLICY = new Set([
+  "application_name",
+  "datestyle",
+  "timezone",
+  "intervalstyle",
+  "extra_float_digits",
+  "search_path",
+  "statement_timeout",
+  "lock_timeout",
+  "idle_in_transaction_session_timeout",
+]);
+
 /** PostgreSQL's MaxAllocSize (1 GiB - 1) plus the length word: the largest message a target sends. */
 const TARGET_MESSAGE_MAX = 0x3fffffff + 4;
 
@@ -149,6 +168,8 @@ export class PostgresSession {
   private discardError: Buffer | null = null;
   /** A held statement waits for a human; the client's later bytes wait behind it. */
   private holding: AbortController | null = null;
+  /** Masking waits for the catalog; the target's later bytes wait behind it. */
+  private upstreamWaiting: Buffer[] | null = null;
   /** What the current client chunk becomes upstream, and vice versa. */
   private readonly toUpstream = new OutputBatch();
   private readonly toClient = new OutputBatch();
@@ -252,9 +273,8 @@ export class PostgresSession {
 
   private connect(params: Map<string, string>): void {
     this.state = "connecting";
-    const forward: Record<string, string> = {};
-    for (const [k, v] of params) if (!RESERVED_PARAMS.has(k)) forward[k] = v;
     const applicationName = params.get("application_name") ?? null;
+    const forward = this.upstreamParams(params, applicationName);
     const upstreamP = openUpstream(this.opts.target, forward);
     const startP = this.opts.hooks.onStart({ applicationName, startup: params });
     Promise.all([upstreamP, startP]).then(
@@ -287,6 +307,10 @@ export class PostgresSession {
             connection: this.opts.target.name,
           });
         }
+        if (this.opts.masking) {
+          for (const m of up.parameterMessages)
+            this.opts.masking.onBackend(Backend.parameterStatus, m, 0, m.length);
+        }
         const hello = [authenticationOk(), ...up.parameterMessages];
         if (this.cancelKey) hello.push(backendKeyData(this.cancelKey.pid, this.cancelKey.secret));
         hello.push(readyForQuery("I"));
@@ -317,6 +341,29 @@ export class PostgresSession {
         this.fail(err, "upstream_error");
       },
     );
+  }
+
+  /**
+   * The startup parameters the target gets. Without policy: the client's, less who and where.
+   * With policy, the broker's parser must read SQL exactly as the target will, so settings that
+   * change how SQL is lexed are fixed, and `options` (any -c setting) is not passed on; a
+   * read-only session starts with default_transaction_read_only on.
+   */
+  private upstreamParams(
+    params: Map<string, string>,
+    applicationName: string | null,
+  ): Record<string, string> {
+    const out: Record<string, string> = {};
+    if (!this.opts.policy) {
+      for (const [k, v] of params) if (!RESERVED_PARAMS.has(k)) out[k] = v;
+      return out;
+    }
+    for (const [k, v] of params) if (SAFE_PARAMS_UNDER_POLICY.has(k.toLowerCase())) out[k] = v;
+    out["client_encoding"] = "UTF8";
+    out["standard_conforming_strings"] = "on";
+    const { readOnly } = this.opts.policy.begin?.(applicationName) ?? { readOnly: false };
+    if (readOnly) out["default_transaction_read_only"] = "on";
+    return out;
   }
 
   private forwardCancel(pid: number, secret: number): void {
@@ -388,6 +435,7 @@ export class PostgresSession {
       // does, so the target answers ReadyForQuery and the client gets the error before it.
       if (type !== Frontend.sync) return true;
       this.tracker.sync(this.discardError);
+      this.opts.masking?.onSync();
       this.discardError = null;
       this.toUpstream.forward(buf, start, end);
       return true;
@@ -402,6 +450,7 @@ export class PostgresSession {
         }
         if (v.action === "hold") return this.startHold(buf, start, end, sql, "simple");
         this.tracker.query(sql);
+        this.opts.masking?.onQuery(sql);
         break;
       }
       case Frontend.parse: {
@@ -421,6 +470,7 @@ export class PostgresSession {
         const stmt = readCString(buf, p, end)[0];
         this.portalVerdicts.set(portal, this.statementVerdicts.get(stmt) ?? ALLOW);
         this.tracker.bind(portal, stmt);
+        this.opts.masking?.onBind(buf, start, end);
         break;
       }
       case Frontend.execute: {
@@ -436,14 +486,18 @@ export class PostgresSession {
           );
         }
         this.tracker.execute(portal);
+        this.opts.masking?.onExecute(portal);
         break;
       }
       case Frontend.sync:
         this.tracker.sync();
+        this.opts.masking?.onSync();
         break;
       case Frontend.close: {
         const kind = buf[start + 5] === 0x53 ? "S" : "P";
-        this.tracker.close(kind, readCString(buf, start + 6, end)[0]);
+        const name = readCString(buf, start + 6, end)[0];
+        this.tracker.close(kind, name);
+        this.opts.masking?.onClose(kind, name);
         break;
       }
       case Frontend.functionCall: {
@@ -468,6 +522,11 @@ export class PostgresSession {
         this.end("client_closed", null);
         return false;
       case Frontend.describe:
+        this.opts.masking?.onDescribe(
+          buf[start + 5] === 0x53 ? "S" : "P",
+          readCString(buf, start + 6, end)[0],
+        );
+        break;
       case Frontend.flush:
       case Frontend.copyData:
       case Frontend.copyDone:
@@ -490,6 +549,10 @@ export class PostgresSession {
 
   private onUpstreamData(chunk: Buffer): void {
     if (this.state !== "relaying") return;
+    if (this.upstreamWaiting) {
+      this.upstreamWaiting.push(chunk);
+      return;
+    }
     this.toClient.reset();
     try {
       this.upstreamFramer.push(chunk, this.onUpstreamMessage);
@@ -502,6 +565,23 @@ export class PostgresSession {
             "gw: the target sent a malformed message; the session was closed",
           ),
           "upstream_error",
+        );
+      }
+      if (err instanceof MaskingError) {
+        // Fail closed: the unmasked value does not go out, and nothing after it either.
+        this.opts.hooks.log("error", "masking failed; closing the session", { error: err.message });
+        this.toClient.reset();
+        return this.fail(
+          new PgWireError(
+            SqlState.internalError,
+            err.message.startsWith("gw:")
+              ? err.message
+              : "gw: a result could not be masked, so it was withheld and the session closed",
+            {
+              hint: "Nothing unmasked was sent. Reconnect; if it happens again, tell the broker's operators.",
+            },
+          ),
+          "protocol_error",
         );
       }
       return this.fail(err, "upstream_error");
@@ -518,7 +598,16 @@ export class PostgresSession {
     buf: Buffer,
     start: number,
     end: number,
-  ): boolean => {
+  ): boolean | typeof RETRY => {
+    let replacement: Buffer | null = null;
+    if (this.opts.masking) {
+      const action = this.opts.masking.onBackend(type, buf, start, end);
+      if (action.kind === "wait") {
+        this.waitUpstream(action.until);
+        return RETRY;
+      }
+      if (action.kind === "replace") replacement = action.bytes;
+    }
     switch (type) {
       case Backend.commandComplete:
         this.tracker.commandComplete(readCString(buf, start + 5, end)[0]);
@@ -556,9 +645,40 @@ export class PostgresSession {
       default:
         break;
     }
-    this.toClient.forward(buf, start, end);
+    if (replacement) this.toClient.insert(replacement);
+    else this.toClient.forward(buf, start, end);
     return true;
   };
+
+  /** Pauses the target's stream until masking can go on (a catalog reload), then resumes it. */
+  private waitUpstream(until: Promise<void>): void {
+    this.upstreamWaiting = [];
+    this.upstream?.pause();
+    until.then(
+      () => {
+        const queued = this.upstreamWaiting ?? [];
+        this.upstreamWaiting = null;
+        if (this.state !== "relaying") return;
+        this.upstream?.resume();
+        this.onUpstreamData(EMPTY);
+        for (const c of queued) this.onUpstreamData(c);
+      },
+      (err: unknown) => {
+        this.upstreamWaiting = null;
+        this.opts.hooks.log("error", "masking could not load the catalog", { error: String(err) });
+        this.fail(
+          new PgWireError(
+            SqlState.internalError,
+            "gw: the broker could not read the target's catalog to mask this result, so it was withheld",
+            {
+              hint: "Nothing unmasked was sent. Reconnect; if it happens again, tell the broker's operators.",
+            },
+          ),
+          "protocol_error",
+        );
+      },
+    );
+  }
 
   // --- policy ----------------------------------------------------------------------------
 
@@ -570,6 +690,7 @@ export class PostgresSession {
   private refuseSimple(sql: string, decision: "blocked" | "denied", reason: string): void {
     this.tracker.refused(sql, "simple", decision, SqlState.insufficientPrivilege, reason);
     this.tracker.sync(refusalError(reason));
+    this.opts.masking?.onSync();
     this.toUpstream.insert(SYNC);
   }
 
@@ -633,8 +754,13 @@ export class PostgresSession {
     this.holding = null;
     this.toUpstream.reset();
     if (outcome.action === "allow") {
-      if (kind === "simple") this.tracker.query(sql, "approved");
-      else this.tracker.execute(portal ?? "", "approved");
+      if (kind === "simple") {
+        this.tracker.query(sql, "approved");
+        this.opts.masking?.onQuery(sql);
+      } else {
+        this.tracker.execute(portal ?? "", "approved");
+        this.opts.masking?.onExecute(portal ?? "");
+      }
       this.toUpstream.insert(message);
     } else if (kind === "simple") {
       this.refuseSimple(sql, "denied", outcome.reason);
