@@ -96,7 +96,7 @@ interface WorkloadResult {
   unit: string;
   runs: ({ round: number; target: string } & Sample)[];
   median: Record<string, number>;
-  ratios: { gwOverDirect: number; gwOverPgbouncer: number };
+  ratios: { gwOverDirect: number; gwOverPgbouncer: number; policyOverGw: number };
   /** Median proxy CPU per transaction (or per MB), in microseconds, by process. */
   proxyCpuUs: Record<string, number>;
 }
@@ -139,7 +139,11 @@ function summarize(w: Workload, runs: WorkloadResult["runs"], targets: Target[])
     unit: w.unit,
     runs,
     median: med,
-    ratios: { gwOverDirect: med.gw! / med.direct!, gwOverPgbouncer: med.gw! / med.pgbouncer! },
+    ratios: {
+      gwOverDirect: med.gw! / med.direct!,
+      gwOverPgbouncer: med.gw! / med.pgbouncer!,
+      policyOverGw: med["gw+policy"]! / med.gw!,
+    },
     proxyCpuUs: cpu,
   };
 }
@@ -151,14 +155,25 @@ function printReport(results: WorkloadResult[], workloads: Workload[], opts: Opt
   );
   out.push(
     table(
-      ["workload", "direct", "pgbouncer", "gw", "gw÷direct", "gw÷pgbouncer"],
+      [
+        "workload",
+        "direct",
+        "pgbouncer",
+        "gw",
+        "gw+policy",
+        "gw÷direct",
+        "gw÷pgbouncer",
+        "policy÷gw",
+      ],
       results.map((r) => [
         r.title,
         fmtValue(r.median.direct!),
         fmtValue(r.median.pgbouncer!),
         fmtValue(r.median.gw!),
+        fmtValue(r.median["gw+policy"]!),
         fmtRatio(r.ratios.gwOverDirect),
         fmtRatio(r.ratios.gwOverPgbouncer),
+        fmtRatio(r.ratios.policyOverGw),
       ]),
     ),
   );
@@ -227,6 +242,11 @@ async function main(): Promise<number> {
       env: pg.clientEnv(gw.port),
       proxyPids: { "gw broker": gw.broker.pid, "gw connect": gw.tunnel.pid },
     },
+    {
+      name: "gw+policy",
+      env: pg.clientEnv(gw.policyPort),
+      proxyPids: { "gw+policy broker": gw.broker.pid, "gw+policy connect": gw.policyTunnel.pid },
+    },
   ];
   for (const t of targets) {
     const n = await runOk(
@@ -239,7 +259,7 @@ async function main(): Promise<number> {
     if (Number(n) !== SCALE * 100_000)
       throw new Error(`${t.name}: pgbench_accounts has ${n.trim()} rows`);
   }
-  const services: Service[] = [pg.service, bouncer.service, gw.broker, gw.tunnel];
+  const services: Service[] = [pg.service, bouncer.service, gw.broker, gw.tunnel, gw.policyTunnel];
   const checkAlive = () => {
     for (const s of services)
       if (s.proc.exitCode !== null || s.proc.signalCode !== null)

@@ -13,6 +13,8 @@ import { onCleanup, readJsonFromService, startService, type Service } from "./pr
 import type { BenchCerts } from "./tls.js";
 
 export const CONNECTION = "bench";
+/** The same target with a realistic policy and masking attached: what policy costs. */
+export const POLICY_CONNECTION = "bench-policy";
 const GROUP = "b0b0b0b0-0000-4000-8000-000000000001";
 
 /** dist/bench/lib/gw.js → the repository root, where bin/gw lives. */
@@ -25,6 +27,9 @@ export interface Gw {
   port: number;
   broker: Service;
   tunnel: Service;
+  /** The tunnel to the policy connection. */
+  policyPort: number;
+  policyTunnel: Service;
 }
 
 /** `profileDir`: run broker and tunnel with --cpu-prof, writing .cpuprofile files there on exit. */
@@ -65,6 +70,51 @@ export async function startGw(
           tls: "disable",
         },
         allow: [`group:${GROUP}`],
+      },
+      [POLICY_CONNECTION]: {
+        type: "postgres",
+        description: "gw benchmark with a policy",
+        target: {
+          host: "127.0.0.1",
+          port: pg.port,
+          database: pg.database,
+          user: pg.user,
+          password: { file: passwordFile },
+          tls: "disable",
+        },
+        allow: [`group:${GROUP}`],
+        policy: "bench",
+      },
+    },
+    policies: {
+      bench: {
+        onUnparseable: "block",
+        rules: [
+          { match: { kind: ["drop", "truncate", "do"] }, action: "block", reason: "not here" },
+          {
+            match: { kind: ["delete", "update"], where: "absent" },
+            action: "hold",
+            approvers: [`group:${GROUP}`],
+          },
+          {
+            match: { functions: ["pg_read_file", "pg_terminate_backend", "lo_*", "dblink*"] },
+            action: "block",
+          },
+        ],
+        mask: {
+          columns: ["*.*.card_number"],
+          detectors: [
+            "email",
+            "credit_card",
+            "iban",
+            "us_ssn",
+            "phone",
+            "jwt",
+            "aws_access_key",
+            "private_key",
+          ],
+          strategy: "redact",
+        },
       },
     },
   };
@@ -110,5 +160,31 @@ export async function startGw(
     { env: { ...env, GW_TOKEN: token }, cwd: dir },
   );
   const opened = await readJsonFromService<{ listen: { port: number } }>(tunnel);
-  return { brokerUrl: url, port: opened.listen.port, broker, tunnel };
+  const policyTunnel = startService(
+    "gw connect (policy)",
+    process.execPath,
+    [
+      ...node,
+      GW_BIN,
+      "connect",
+      POLICY_CONNECTION,
+      "--port",
+      "0",
+      "--json",
+      "--broker",
+      url,
+      "--ca-file",
+      certs.caCert,
+    ],
+    { env: { ...env, GW_TOKEN: token }, cwd: dir },
+  );
+  const openedPolicy = await readJsonFromService<{ listen: { port: number } }>(policyTunnel);
+  return {
+    brokerUrl: url,
+    port: opened.listen.port,
+    broker,
+    tunnel,
+    policyPort: openedPolicy.listen.port,
+    policyTunnel,
+  };
 }
