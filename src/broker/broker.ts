@@ -419,6 +419,7 @@ export class Broker {
           agentLabel: new URL(req.url ?? "/", "http://x").searchParams.get("agent"),
           log,
           recentStatements: () => recent.slice(),
+          announce: (event) => channel.sendControl(event),
         })
       : undefined;
     const hooks = recordingHooks({

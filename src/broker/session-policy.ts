@@ -30,6 +30,8 @@ export interface SessionPolicyDeps {
   log: Logger;
   /** The last few statements of the session, for the approver's context. */
   recentStatements: () => string[];
+  /** Tells the requester's `gw connect` (beside the data) when a statement is held and decided. */
+  announce?: (event: Record<string, unknown>) => void;
 }
 
 export class BrokerSessionPolicy implements SessionPolicy {
@@ -108,7 +110,20 @@ export class BrokerSessionPolicy implements SessionPolicy {
         `approve with: gw approvals approve ${held.id} — times out in ${formatDuration(decision.timeoutMs)}`,
     );
     this.d.log.log("info", "statement held for approval", { request: held.id });
+    this.d.announce?.({
+      type: "statement_held",
+      request: held.id,
+      sql: sql.length > 200 ? sql.slice(0, 200) + "…" : sql,
+      approvers: decision.approvers,
+      expiresAt: held.approval.expiresAt,
+    });
     const outcome = await held.wait;
+    this.d.announce?.({
+      type: "statement_decided",
+      request: held.id,
+      outcome: outcome.status,
+      ...(outcome.status === "denied" ? { by: outcome.by.name, reason: outcome.reason } : {}),
+    });
     switch (outcome.status) {
       case "approved":
         this.rememberPrepares(sql);

@@ -33,7 +33,25 @@ export type TunnelEvent =
   /** The broker refused a refreshed token for one stream (kept the old one). */
   | { type: "token_rejected"; id: number; code: string; message: string }
   /** The broker ended a stream's session because its sign-in expired. */
-  | { type: "sign_in_expired"; id: number };
+  | { type: "sign_in_expired"; id: number }
+  /** One of this stream's statements waits for approval. */
+  | {
+      type: "statement_held";
+      id: number;
+      request: string;
+      sql: string;
+      approvers: string[];
+      expiresAt: number | null;
+    }
+  /** ... and was decided: approved, denied, expired or cancelled. */
+  | {
+      type: "statement_decided";
+      id: number;
+      request: string;
+      outcome: string;
+      by?: string;
+      reason?: string | null;
+    };
 
 export interface TunnelOptions {
   client: BrokerClient;
@@ -43,6 +61,8 @@ export interface TunnelOptions {
   bind: string;
   port: number;
   onEvent?: (e: TunnelEvent) => void;
+  /** Labels the sessions as an AI agent's (recordings and policies tell agents from people). */
+  agentLabel?: string | undefined;
 }
 
 export class Tunnel {
@@ -179,7 +199,11 @@ export class Tunnel {
     this.refresher.token().then(
       (token) => {
         if (socket.destroyed) return void this.streams.delete(entry);
-        const ws = new WebSocket(this.opts.client.tunnelUrl(this.opts.connection.name), {
+        const target = this.opts.client.tunnelUrl(this.opts.connection.name);
+        const url = this.opts.agentLabel
+          ? `${target}?agent=${encodeURIComponent(this.opts.agentLabel)}`
+          : target;
+        const ws = new WebSocket(url, {
           headers: { authorization: `Bearer ${token}` },
           perMessageDeflate: false,
           // Masking exists for browsers on shared proxies; over TLS from a CLI it only costs a
@@ -256,6 +280,37 @@ export class Tunnel {
                 message: String(msg.message),
               });
             else if (msg.type === "sign_in_expired") emit({ type: "sign_in_expired", id });
+            else if (msg.type === "statement_held") {
+              const m = msg as {
+                request?: unknown;
+                sql?: unknown;
+                approvers?: unknown;
+                expiresAt?: unknown;
+              };
+              emit({
+                type: "statement_held",
+                id,
+                request: String(m.request),
+                sql: String(m.sql ?? ""),
+                approvers: Array.isArray(m.approvers) ? m.approvers.map(String) : [],
+                expiresAt: typeof m.expiresAt === "number" ? m.expiresAt : null,
+              });
+            } else if (msg.type === "statement_decided") {
+              const m = msg as {
+                request?: unknown;
+                outcome?: unknown;
+                by?: unknown;
+                reason?: unknown;
+              };
+              emit({
+                type: "statement_decided",
+                id,
+                request: String(m.request),
+                outcome: String(m.outcome),
+                ...(typeof m.by === "string" ? { by: m.by } : {}),
+                ...(typeof m.reason === "string" ? { reason: m.reason } : {}),
+              });
+            }
           } catch {
             // Unknown control messages are ignored: newer brokers may send more.
           }

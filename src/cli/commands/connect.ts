@@ -43,12 +43,19 @@ export function registerConnect(program: Command): void {
       "PEM file of a private CA that signed the broker's certificate (or GW_CA_FILE)",
     )
     .option("--json", "print one JSON object describing the tunnel, then keep running")
+    .option(
+      "--agent <name>",
+      "label this tunnel's sessions as an AI agent's (e.g. the MCP server's name)",
+    )
     .addHelpText(
       "after",
       '\nExamples:\n  gw connect db-prod\n  gw connect db-prod --port 0 --json\n  psql "postgresql://127.0.0.1:5433/app"',
     )
     .action(
-      async (name: string, opts: BrokerFlags & { port?: string; bind: string; json?: boolean }) => {
+      async (
+        name: string,
+        opts: BrokerFlags & { port?: string; bind: string; json?: boolean; agent?: string },
+      ) => {
         const client = await brokerClient(opts);
         const connections = await client.connections();
         const conn = connections.find((c) => c.name === name);
@@ -102,6 +109,24 @@ export function registerConnect(program: Command): void {
             );
             return;
           }
+          // A held statement: the person (or the agent's operator) waits on someone; say who.
+          if (e.type === "statement_held") {
+            info(
+              `${yellow(`[${clockTime(Date.now())}] held:`)} connection #${e.id}: request ${e.request} waits for approval by ${e.approvers.join(", ")}` +
+                `${e.expiresAt ? ` (until ${clockTime(e.expiresAt)})` : ""}\n    ${e.sql.replace(/\s+/g, " ")}`,
+            );
+            return;
+          }
+          if (e.type === "statement_decided") {
+            const text =
+              e.outcome === "approved"
+                ? green(`[${clockTime(Date.now())}] approved:`) +
+                  ` request ${e.request}; the statement runs`
+                : red(`[${clockTime(Date.now())}] ${e.outcome}:`) +
+                  ` request ${e.request}${e.by ? ` by ${e.by}` : ""}${e.reason ? `: ${e.reason}` : ""}`;
+            info(text);
+            return;
+          }
           if (json) return;
           if (e.type === "session")
             info(
@@ -125,6 +150,7 @@ export function registerConnect(program: Command): void {
           bind: opts.bind,
           port,
           onEvent,
+          agentLabel: opts.agent,
         });
         const requested = port;
         port = tunnel.address.port;
