@@ -7,6 +7,7 @@ import { registerLogin } from "./commands/login.js";
 import { registerLogout } from "./commands/logout.js";
 import { registerWhoami } from "./commands/whoami.js";
 import { registerSessions } from "./commands/sessions.js";
+import { registerPolicy } from "./commands/policy-test.js";
 
 export function buildProgram(): Command {
   const program = new Command("gw")
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerConnect(program);
   registerSessions(program);
   registerBroker(program);
+  registerPolicy(program);
   return program;
 }
 

@@ -76,6 +76,18 @@ function crossChecks(cfg: BrokerConfig): ConfigProblem[] {
       message: `plain HTTP is only allowed on loopback, but listen is ${cfg.listen}; add tls: { cert, key }`,
     });
   }
+  const policyNames = Object.keys(cfg.policies);
+  for (const [name, conn] of Object.entries(cfg.connections)) {
+    if (conn.policy !== undefined && !Object.hasOwn(cfg.policies, conn.policy)) {
+      problems.push({
+        path: `connections.${name}.policy`,
+        message:
+          policyNames.length === 0
+            ? `no policy named "${conn.policy}": the config has no policies section`
+            : `no policy named "${conn.policy}"; the policies are: ${policyNames.join(", ")}`,
+      });
+    }
+  }
   return problems;
 }
 
@@ -89,6 +101,11 @@ function resolvePaths(cfg: BrokerConfig, baseDir: string): BrokerConfig {
     if (conn.target.ca) conn.target.ca = abs(conn.target.ca);
     if (conn.target.password && "file" in conn.target.password) {
       conn.target.password = { file: abs(conn.target.password.file) };
+    }
+  }
+  for (const policy of Object.values(cfg.policies)) {
+    if (policy.mask?.hashKey && "file" in policy.mask.hashKey) {
+      policy.mask.hashKey = { file: abs(policy.mask.hashKey.file) };
     }
   }
   return cfg;

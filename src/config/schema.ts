@@ -1,4 +1,11 @@
 import { z } from "zod";
+import { parseDuration } from "../policy/duration.js";
+import {
+  MASK_DETECTORS,
+  MASK_STRATEGIES,
+  POLICY_ACTIONS,
+  STATEMENT_KINDS,
+} from "../policy/kinds.js";
 
 /** A secret is never written in the config itself: it names where to read it from. */
 export const secretRef = z.union(
@@ -7,7 +14,7 @@ export const secretRef = z.union(
 );
 export type SecretRef = z.infer<typeof secretRef>;
 
-const principal = z
+export const principal = z
   .string()
   .regex(
     /^(group|role|user|app):.+$/,
@@ -36,12 +43,20 @@ export const postgresTarget = z
   });
 export type PostgresTarget = z.infer<typeof postgresTarget>;
 
+const policyName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]*$/i, "policy names use letters, digits, . _ -");
+
 export const postgresConnection = z
   .object({
     type: z.literal("postgres"),
     description: z.string().optional(),
     target: postgresTarget,
     allow: z.array(principal).min(1, "a connection must allow someone"),
+    /** The policy (a key of `policies`) every statement on this connection is checked against. */
+    policy: policyName.optional(),
+    /** Sessions run read-only, and every statement that could leave read-only mode is blocked. */
+    readOnly: z.boolean().default(false),
   })
   .strict();
 
@@ -80,6 +95,191 @@ export const storeConfig = z.union([
 ]);
 export type StoreConfig = z.infer<typeof storeConfig>;
 
+// ---------------------------------------------------------------------------------------------
+// Policies (docs/policy.md)
+
+const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
+  message: 'expected a duration such as "30s", "10m", "1h" or "1h30m"',
+});
+
+const listOf = <T extends z.ZodType>(item: T) => z.array(item).min(1, "must not be empty");
+
+/** `unknown` is what unparseable SQL is; onUnparseable decides it, never a rule. */
+const RULE_KINDS = STATEMENT_KINDS.filter((k) => k !== "unknown");
+const kindName = z.enum(RULE_KINDS, {
+  error: `expected one of: ${RULE_KINDS.join(", ")} (unparseable SQL is onUnparseable's)`,
+});
+
+const tableGlob = z
+  .string()
+  .regex(
+    /^[^.\s]+\.[^.\s]+$/,
+    "expected schema.table (globs allowed), e.g. public.customers, billing.* or *.secrets",
+  );
+
+const functionGlob = z
+  .string()
+  .regex(
+    /^[^.\s()]+$/,
+    "expected a function name without schema or parentheses (globs allowed), e.g. pg_read_file or dblink*",
+  );
+
+const columnGlob = z
+  .string()
+  .regex(
+    /^[^.\s]+\.[^.\s]+\.[^.\s]+$/,
+    "expected schema.table.column (globs allowed), e.g. public.customers.email or *.*.ssn",
+  );
+
+/** Bare ids, or the principal form of the same list (group:<id> under groups, ...). */
+const principalIds = (prefix: string) =>
+  listOf(
+    z
+      .string()
+      .min(1)
+      .refine((s) => !/^(group|role|user|app):/.test(s) || s.startsWith(`${prefix}:`), {
+        message: `expected an id, or ${prefix}:<id>`,
+      })
+      .transform((s) => (s.startsWith(`${prefix}:`) ? s.slice(prefix.length + 1) : s)),
+  );
+
+export const ruleMatch = z
+  .object({
+    /** Statement kinds; a statement matches when one of the kinds it executes is listed. */
+    kind: listOf(kindName).optional(),
+    /** schema.table globs; matches when any table the statement names matches one. */
+    tables: listOf(tableGlob).optional(),
+    /** schema.table globs; matches when the statement names tables and every one matches. */
+    onlyTables: listOf(tableGlob).optional(),
+    /** `absent`: an UPDATE or DELETE without a WHERE (or with one that names no column). */
+    where: z.literal("absent", { error: 'the only where matcher is "absent"' }).optional(),
+    /** Function-name globs; matches when the statement calls one of them anywhere. */
+    functions: listOf(functionGlob).optional(),
+    /** Who is connected: any listed principal, and the type when given. */
+    identity: z
+      .object({
+        groups: principalIds("group").optional(),
+        roles: principalIds("role").optional(),
+        users: principalIds("user").optional(),
+        apps: principalIds("app").optional(),
+        type: z.enum(["user", "app"]).optional(),
+      })
+      .strict()
+      .optional(),
+    /** application_name globs (client-declared: a convenience, never a security boundary). */
+    application: listOf(z.string().min(1)).optional(),
+    /** Agent-label globs; matches only sessions that carry an agent label. */
+    agent: listOf(z.string().min(1)).optional(),
+  })
+  .strict();
+export type RuleMatch = z.infer<typeof ruleMatch>;
+
+export const policyRule = z
+  .object({
+    name: z.string().min(1).optional(),
+    /** All given matchers must match; no matchers match every statement. */
+    match: ruleMatch.default({}),
+    action: z.enum(POLICY_ACTIONS, { error: "expected allow, block or hold" }),
+    reason: z.string().min(1).optional(),
+    /** hold: who may approve (default: the policy's approvers). */
+    approvers: listOf(principal).optional(),
+    /** hold: how many distinct approvals are needed (default: the policy's, else 1). */
+    minApprovals: z.number().int().min(1).optional(),
+    /** hold: how long to wait for approval (default: the policy's, else 10m). */
+    timeout: duration.optional(),
+    /** Sessions of whoever this rule's identity/application/agent matchers match run read-only. */
+    readOnly: z.boolean().optional(),
+  })
+  .strict();
+export type PolicyRule = z.infer<typeof policyRule>;
+
+export const maskProfile = z
+  .object({
+    /** schema.table.column globs whose values are always masked. */
+    columns: z.array(columnGlob).default([]),
+    /** Value detectors applied to every text value. */
+    detectors: z
+      .array(z.enum(MASK_DETECTORS, { error: `expected one of: ${MASK_DETECTORS.join(", ")}` }))
+      .default([]),
+    /** `null` (YAML null or the string) replaces a value with SQL NULL. */
+    strategy: z
+      .preprocess(
+        (v) => (v === null ? "null" : v),
+        z.enum(MASK_STRATEGIES, { error: `expected one of: ${MASK_STRATEGIES.join(", ")}` }),
+      )
+      .default("redact"),
+    /** The HMAC key for strategy hash. */
+    hashKey: secretRef.optional(),
+  })
+  .strict()
+  .refine((m) => m.strategy !== "hash" || m.hashKey !== undefined, {
+    message: "strategy hash needs a hashKey ({ env: VAR } or { file: PATH })",
+    path: ["hashKey"],
+  });
+export type MaskProfile = z.infer<typeof maskProfile>;
+
+const STATEMENT_MATCHERS = ["kind", "tables", "onlyTables", "where", "functions"] as const;
+
+export const policyConfig = z
+  .object({
+    description: z.string().optional(),
+    /** The action when no rule matches. */
+    default: z.enum(POLICY_ACTIONS, { error: "expected allow, block or hold" }).default("allow"),
+    /** The action for SQL that does not parse. */
+    onUnparseable: z
+      .enum(POLICY_ACTIONS, { error: "expected allow, block or hold" })
+      .default("block"),
+    /** Every session on a connection using this policy runs read-only. */
+    readOnly: z.boolean().default(false),
+    /** Default approvers, approval count and timeout for every hold of this policy. */
+    approvers: listOf(principal).optional(),
+    minApprovals: z.number().int().min(1).optional(),
+    timeout: duration.optional(),
+    rules: z.array(policyRule).default([]),
+    /** The masking profile for result values (see the masking engine). */
+    mask: maskProfile.optional(),
+  })
+  .strict()
+  .superRefine((p, ctx) => {
+    const needApprovers = (path: PropertyKey[], what: string) =>
+      ctx.addIssue({
+        code: "custom",
+        path,
+        message: `${what} needs approvers: give approvers here or on the policy`,
+      });
+    if (p.default === "hold" && !p.approvers) needApprovers(["default"], "default: hold");
+    if (p.onUnparseable === "hold" && !p.approvers) {
+      needApprovers(["onUnparseable"], "onUnparseable: hold");
+    }
+    p.rules.forEach((r, i) => {
+      if (r.action === "hold" && !r.approvers && !p.approvers) {
+        needApprovers(["rules", i, "approvers"], "a hold rule");
+      }
+      if (r.action !== "hold") {
+        for (const f of ["approvers", "minApprovals", "timeout"] as const) {
+          if (r[f] !== undefined) {
+            ctx.addIssue({
+              code: "custom",
+              path: ["rules", i, f],
+              message: `only a hold rule takes ${f} (this rule's action is ${r.action})`,
+            });
+          }
+        }
+      }
+      if (r.readOnly) {
+        const statementMatchers = STATEMENT_MATCHERS.filter((m) => r.match[m] !== undefined);
+        if (statementMatchers.length > 0) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["rules", i, "readOnly"],
+            message: `readOnly applies to whole sessions, so the rule may only match identity, application or agent (not ${statementMatchers.join(", ")})`,
+          });
+        }
+      }
+    });
+  });
+export type PolicyConfig = z.infer<typeof policyConfig>;
+
 export const brokerConfig = z
   .object({
     listen: hostPort.default("127.0.0.1:8443"),
@@ -109,6 +309,8 @@ export const brokerConfig = z
       z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i, "connection names use letters, digits, . _ -"),
       connection,
     ),
+    /** Statement policies, by name; a connection names one with `policy:`. */
+    policies: z.record(policyName, policyConfig).default({}),
   })
   .strict();
 export type BrokerConfig = z.infer<typeof brokerConfig>;
