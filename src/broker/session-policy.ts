@@ -37,7 +37,10 @@ export interface SessionPolicyDeps {
 export class BrokerSessionPolicy implements SessionPolicy {
   private ctx: EvaluationContext;
   private applicationName: string | null = null;
-  /** SQL-level PREPAREs that were let through, so an EXECUTE is judged by what it runs. */
+  /**
+   * Prepared statements that reached the target, SQL-level PREPAREs and named protocol-level
+   * Parses alike (SQL EXECUTE runs both), so an EXECUTE is judged by what it runs.
+   */
   private readonly prepared = new Map<string, Classification>();
 
   constructor(private readonly d: SessionPolicyDeps) {
@@ -59,6 +62,11 @@ export class BrokerSessionPolicy implements SessionPolicy {
     }
     const reason = this.describe(decision);
     return decision.action === "block" ? { action: "block", reason } : { action: "hold", reason };
+  }
+
+  parsed(name: string, sql: string): void {
+    // Resolved, so a statement that is itself an EXECUTE carries what that one runs.
+    this.remember(name, this.classify(sql));
   }
 
   decideFunctionCall(oid: number): Verdict {
@@ -158,9 +166,24 @@ export class BrokerSessionPolicy implements SessionPolicy {
     if (!PREPARE_WORD.test(sql)) return;
     const c = this.classify(sql);
     for (const st of c.statements) {
-      if (st.prepareName !== undefined)
-        this.prepared.set(st.prepareName, { ...c, statements: [st] });
+      if (st.prepareName !== undefined) this.remember(st.prepareName, { ...c, statements: [st] });
     }
+  }
+
+  /**
+   * A name is re-used only after DEALLOCATE or Close, which the broker cannot follow reliably
+   * (a Close after an error is skipped, a re-PREPARE of a live name fails): every text a name
+   * had is kept, so the strictest of them decides its EXECUTE.
+   */
+  private remember(name: string, c: Classification): void {
+    const old = this.prepared.get(name);
+    if (!old) {
+      this.prepared.set(name, c);
+      return;
+    }
+    const added = c.statements.filter((s) => !old.statements.includes(s));
+    if (added.length > 0)
+      this.prepared.set(name, { ...old, statements: [...old.statements, ...added] });
   }
 
   private describe(d: Decision): string {

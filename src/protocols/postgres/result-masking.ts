@@ -27,17 +27,22 @@ import { readCString } from "./wire.js";
  *
  * The hard part is knowing which columns a DataRow has: a simple Query's rows follow their
  * RowDescription, but a driver that reuses a prepared statement skips Describe, so its rows
- * come with no RowDescription at all. So the client side is watched too: Describe(statement)
- * answers are remembered per statement, Bind says which statement and result formats a portal
- * has, and each Execute's rows use that. Answers come strictly in order, so a FIFO of what the
- * client asked pairs them up (and an error skips the rest of its batch, as in the target).
+ * come with no RowDescription at all. So the client side is watched too: Bind says which
+ * result formats a portal has, a Describe(portal) answer which columns, and each Execute's rows
+ * use that. An earlier Describe(statement) answer is not trusted for them: the target replaces
+ * statements without telling (a re-Parse of the unnamed statement, DEALLOCATE and PREPARE,
+ * DISCARD ALL, dynamic SQL), so a portal the client did not describe is described by the
+ * broker right before its Execute (describeBeforeExecute) and the answer kept from the client.
+ * Answers come strictly in order, so a FIFO of what was asked pairs them up (and an error
+ * skips the rest of its batch, as in the target).
  *
  * Everything fails closed: a MaskingError means the message must not be forwarded.
  */
 type Expect =
   | { k: "query"; sql: string }
   | { k: "describe-statement"; name: string }
-  | { k: "describe-portal"; name: string }
+  /** `injected`: the broker's own Describe; its answer does not go to the client. */
+  | { k: "describe-portal"; name: string; injected?: boolean }
   | { k: "execute"; portal: string }
   | { k: "sync" };
 
@@ -46,6 +51,8 @@ interface Portal {
   formats: number[];
   /** From a Describe(portal) answer, when there was one. */
   columns?: ColumnInfo[] | null;
+  /** A Describe(portal) was sent for it, by the client or the broker. */
+  described?: boolean;
 }
 
 export type MaskAction =
@@ -55,10 +62,10 @@ export type MaskAction =
   | { kind: "wait"; until: Promise<void> };
 
 const FORWARD: MaskAction = { kind: "forward" };
+const DROP: MaskAction = { kind: "replace", bytes: Buffer.alloc(0) };
 
 export class ResultMasking {
   private readonly expect: Expect[] = [];
-  private readonly statementColumns = new Map<string, ColumnInfo[] | null>();
   private readonly portals = new Map<string, Portal>();
   private current: RowMasker | null = null;
   private copy: CopyMasker | null = null;
@@ -77,6 +84,23 @@ export class ResultMasking {
 
   onDescribe(kind: "S" | "P", name: string): void {
     this.expect.push({ k: kind === "S" ? "describe-statement" : "describe-portal", name });
+    if (kind === "P") {
+      const portal = this.portals.get(name);
+      if (portal) portal.described = true;
+    }
+  }
+
+  /**
+   * Right before an Execute: true when the caller must send Describe(portal) upstream ahead of
+   * it, because the client has not described this portal (its rows would come with no
+   * RowDescription). The answer is consumed here, not forwarded.
+   */
+  describeBeforeExecute(portal: string): boolean {
+    const p = this.portals.get(portal);
+    if (!p || p.described) return false;
+    p.described = true;
+    this.expect.push({ k: "describe-portal", name: portal, injected: true });
+    return true;
   }
 
   onBind(buf: Buffer, start: number, end: number): void {
@@ -94,8 +118,12 @@ export class ResultMasking {
   }
 
   onClose(kind: "S" | "P", name: string): void {
-    if (kind === "S") this.statementColumns.delete(name);
-    else this.portals.delete(name);
+    if (kind === "P") this.portals.delete(name);
+  }
+
+  /** An error or notice text as the client gets it (detectors), for the recording. */
+  maskMessage(text: string): string {
+    return this.profile.maskUnicodeText(text);
   }
 
   // --- what the target answered -----------------------------------------------------------
@@ -109,12 +137,12 @@ export class ResultMasking {
         if (wait) return wait;
         const head = this.expect[0];
         if (head?.k === "describe-statement") {
-          this.statementColumns.set(head.name, cols);
           this.expect.shift();
         } else if (head?.k === "describe-portal") {
           const portal = this.portals.get(head.name);
           if (portal) portal.columns = cols;
           this.expect.shift();
+          if (head.injected) return DROP;
         } else {
           this.current = this.makeMasker(cols);
         }
@@ -122,10 +150,13 @@ export class ResultMasking {
       }
       case Backend.noData: {
         const head = this.expect[0];
-        if (head?.k === "describe-statement") {
-          this.statementColumns.set(head.name, null);
+        if (head?.k === "describe-statement") this.expect.shift();
+        else if (head?.k === "describe-portal") {
+          const portal = this.portals.get(head.name);
+          if (portal) portal.columns = null;
           this.expect.shift();
-        } else if (head?.k === "describe-portal") this.expect.shift();
+          if (head.injected) return DROP;
+        }
         return FORWARD;
       }
       case Backend.bindComplete:
@@ -178,6 +209,10 @@ export class ResultMasking {
               )
             : all;
         }
+        if (columns === null && this.profile.hasColumnRules)
+          throw new MaskingError(
+            "gw: COPY of a query cannot apply this connection's column masking rules, so it was refused and the session closed; COPY the table itself, or SELECT",
+          );
         this.copy = createCopyMasker(this.profile, { dialect: stmt.dialect, columns });
         return FORWARD;
       }
@@ -242,13 +277,13 @@ export class ResultMasking {
     }
   }
 
-  /** Rows with no RowDescription before them: an Execute of a statement described earlier. */
+  /** Rows with no RowDescription before them: an Execute of a portal described earlier. */
   private startExecute(): MaskAction | null {
     const head = this.expect[0];
     if (head?.k !== "execute") return null;
     const portal = this.portals.get(head.portal);
     if (!portal) return null;
-    let cols = portal.columns ?? this.statementColumns.get(portal.statement) ?? null;
+    let cols = portal.columns ?? null;
     if (!cols) return null;
     cols = applyResultFormats(cols, portal.formats);
     const wait = this.needCatalog(cols);

@@ -13,12 +13,14 @@ import {
   authenticationOk,
   backendKeyData,
   cancelRequest,
+  cstr,
   errorResponse,
   noticeResponse,
   readCString,
   readNoticeFields,
   readStartupParams,
   readyForQuery,
+  typed,
 } from "./wire.js";
 
 /**
@@ -97,6 +99,11 @@ export interface SessionPolicy {
   begin?(applicationName: string | null): { readOnly: boolean };
   /** Synchronous: classification is cached by text. */
   decide(sql: string): Verdict;
+  /**
+   * A named Parse that was not blocked reached the target: SQL `EXECUTE name` can run that
+   * statement too (one namespace on the server), so the policy must know what it runs.
+   */
+  parsed?(name: string, sql: string): void;
   /** Fast-path function calls carry only an oid. */
   decideFunctionCall(oid: number): Verdict;
   /**
@@ -112,7 +119,14 @@ function refusalError(message: string): Buffer {
 }
 
 const ALLOW: Verdict = { action: "allow" };
+interface Decided {
+  v: Verdict;
+  sql: string;
+}
+const ALLOWED: Decided = { v: ALLOW, sql: "" };
+const STRICTNESS: Record<Verdict["action"], number> = { allow: 0, hold: 1, block: 2 };
 const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
+const DESCRIBE_PORTAL = Buffer.from("P");
 const EMPTY = Buffer.alloc(0);
 
 /** What a client sees when its token lapsed and no fresh one arrived. */
@@ -147,6 +161,9 @@ const SAFE_PARAMS_UNDER_POLICY = new Set([
 /** PostgreSQL's MaxAllocSize (1 GiB - 1) plus the length word: the largest message a target sends. */
 const TARGET_MESSAGE_MAX = 0x3fffffff + 4;
 
+/** What a client may queue behind a held statement before it is no longer read. */
+const HOLD_QUEUE_BYTES = 1 << 20;
+
 export class PostgresSession {
   private state: State = "startup";
   private readonly clientFramer: MessageFramer;
@@ -161,13 +178,18 @@ export class PostgresSession {
   private bytesOut = 0;
   private statements = 0;
   private endInfo: { reason: EndReason; detail: string | null } | null = null;
-  /** Decisions that follow named statements and portals from Parse to Bind to Execute. */
-  private readonly statementVerdicts = new Map<string, Verdict>();
-  private readonly portalVerdicts = new Map<string, Verdict>();
+  /**
+   * Decisions that follow named statements and portals from Parse to Bind to Execute, with the
+   * text they were made on (a hold asks about that text).
+   */
+  private readonly statementVerdicts = new Map<string, Decided>();
+  private readonly portalVerdicts = new Map<string, Decided>();
   /** After a refusal in an extended batch, the rest of the batch is dropped up to Sync. */
   private discardError: Buffer | null = null;
   /** A held statement waits for a human; the client's later bytes wait behind it. */
   private holding: AbortController | null = null;
+  /** Bytes the client sent behind the held statement. */
+  private heldBytes = 0;
   /** Masking waits for the catalog; the target's later bytes wait behind it. */
   private upstreamWaiting: Buffer[] | null = null;
   /** What the current client chunk becomes upstream, and vice versa. */
@@ -194,6 +216,9 @@ export class PostgresSession {
     this.bytesIn += chunk.length;
     if (this.state === "connecting" || this.holding) {
       this.pendingClient.push(chunk);
+      // A held statement can wait for minutes. The client is still read, so that one that goes
+      // away is noticed (its request is cancelled); only one that queues a lot is paused.
+      if (this.holding && (this.heldBytes += chunk.length) > HOLD_QUEUE_BYTES) this.client.pause();
       return;
     }
     if (this.opts.signInExpired?.()) {
@@ -461,31 +486,47 @@ export class PostgresSession {
           this.refuseExtended(sql, "blocked", v.reason);
           return true;
         }
-        this.statementVerdicts.set(name, v);
+        // A named statement is not replaced by another Parse of its name unless it was closed
+        // first, and a Close after an error is skipped by the target: a name's decision never
+        // gets less strict, or a refused Parse could stand in for a statement held earlier.
+        const prev = name === "" ? undefined : this.statementVerdicts.get(name);
+        this.statementVerdicts.set(
+          name,
+          prev && STRICTNESS[prev.v.action] >= STRICTNESS[v.action] ? prev : { v, sql },
+        );
+        if (name !== "") this.opts.policy?.parsed?.(name, sql);
         this.tracker.parse(name, sql);
         break;
       }
       case Frontend.bind: {
         const [portal, p] = readCString(buf, start + 5, end);
         const stmt = readCString(buf, p, end)[0];
-        this.portalVerdicts.set(portal, this.statementVerdicts.get(stmt) ?? ALLOW);
+        let decided = this.statementVerdicts.get(stmt);
+        if (!decided && stmt !== "" && this.opts.policy) {
+          // No Parse of it in this session: a statement made with SQL PREPARE, judged by what
+          // it runs, as SQL EXECUTE of it is.
+          const sql = `EXECUTE "${stmt.replace(/"/g, '""')}"`;
+          const v = this.decide(sql);
+          if (v.action === "block") {
+            this.refuseExtended(sql, "blocked", v.reason);
+            return true;
+          }
+          decided = { v, sql };
+          this.tracker.parse(stmt, sql);
+        }
+        this.portalVerdicts.set(portal, decided ?? ALLOWED);
         this.tracker.bind(portal, stmt);
         this.opts.masking?.onBind(buf, start, end);
         break;
       }
       case Frontend.execute: {
         const portal = readCString(buf, start + 5, end)[0];
-        if (this.portalVerdicts.get(portal)?.action === "hold") {
-          return this.startHold(
-            buf,
-            start,
-            end,
-            this.tracker.portalText(portal),
-            "extended",
-            portal,
-          );
+        const decided = this.portalVerdicts.get(portal);
+        if (decided?.v.action === "hold") {
+          return this.startHold(buf, start, end, decided.sql, "extended", portal);
         }
         this.tracker.execute(portal);
+        this.describeForMasking(portal);
         this.opts.masking?.onExecute(portal);
         break;
       }
@@ -620,7 +661,12 @@ export class PostgresSession {
         break;
       case Backend.errorResponse: {
         const f = readNoticeFields(buf, start, end);
-        this.tracker.error(f.get("C") ?? "XX000", f.get("M") ?? "");
+        // Errors quote data; the recording (which the requester may read) gets it masked too.
+        const message = f.get("M") ?? "";
+        this.tracker.error(
+          f.get("C") ?? "XX000",
+          this.opts.masking ? this.opts.masking.maskMessage(message) : message,
+        );
         break;
       }
       case Backend.notificationResponse:
@@ -680,6 +726,17 @@ export class PostgresSession {
     );
   }
 
+  /**
+   * Rows of a portal the client did not describe are masked by the target's own description
+   * of that portal, asked for right before its Execute (masking keeps the answer to itself).
+   */
+  private describeForMasking(portal: string): void {
+    if (this.opts.masking?.describeBeforeExecute(portal))
+      this.toUpstream.insert(
+        typed(Frontend.describe, Buffer.concat([DESCRIBE_PORTAL, cstr(portal)])),
+      );
+  }
+
   // --- policy ----------------------------------------------------------------------------
 
   private decide(sql: string): Verdict {
@@ -717,7 +774,7 @@ export class PostgresSession {
     const message = Buffer.from(buf.subarray(start, end));
     const ctl = new AbortController();
     this.holding = ctl;
-    this.client.pause();
+    this.heldBytes = 0;
     const notify = (text: string) => {
       if (this.state === "relaying")
         this.client.send(noticeResponse({ code: "01000", message: text, severity: "NOTICE" }));
@@ -759,6 +816,7 @@ export class PostgresSession {
         this.opts.masking?.onQuery(sql);
       } else {
         this.tracker.execute(portal ?? "", "approved");
+        this.describeForMasking(portal ?? "");
         this.opts.masking?.onExecute(portal ?? "");
       }
       this.toUpstream.insert(message);
