@@ -342,6 +342,36 @@ function decideStatement(
   index: number,
   readOnly: boolean,
 ): StatementDecision {
+  const d = decideByRules(policy, contextRules, s, index, readOnly);
+  // SQL built at run time (EXECUTE in a DO block, query_to_xml, dblink...) cannot be seen
+  // before it runs, so no rule can vouch for it. Where the policy restricts anything, such a
+  // statement is treated as unparseable: at least onUnparseable's action.
+  const spec = policy.onUnparseable;
+  if (s.dynamicSql && restricts(policy) && STRICTNESS[spec.action] > STRICTNESS[d.action]) {
+    return statementDecision(
+      index,
+      s,
+      spec.action,
+      `it runs SQL built at run time, which the broker cannot check before it runs; onUnparseable of policy ${policy.name} is ${spec.action}`,
+      "unparseable",
+      null,
+      spec.hold,
+    );
+  }
+  return d;
+}
+
+function restricts(policy: CompiledPolicy): boolean {
+  return policy.default.action !== "allow" || policy.rules.some((r) => r.spec.action !== "allow");
+}
+
+function decideByRules(
+  policy: CompiledPolicy,
+  contextRules: readonly CompiledRule[],
+  s: StatementInfo,
+  index: number,
+  readOnly: boolean,
+): StatementDecision {
   if (s.lexerChange.length > 0) {
     const reason = `the broker keeps the server's SQL syntax fixed (standard_conforming_strings on, client_encoding UTF8); refused: ${s.lexerChange.join("; ")}`;
     return statementDecision(index, s, "block", reason, "parser-safety", null, undefined);

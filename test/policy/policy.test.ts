@@ -408,6 +408,41 @@ describe("unparseable SQL", () => {
   });
 });
 
+describe("dynamic SQL", () => {
+  const restrictive = `
+rules:
+  - match: { kind: [drop] }
+    action: block
+  - match: { functions: [pg_read_file] }
+    action: block
+`;
+  it("SQL built at run time gets onUnparseable's action where the policy restricts anything", () => {
+    const p = policy(restrictive);
+    for (const sql of [
+      "DO $$ BEGIN EXECUTE 'dr' || 'op table zz'; END $$",
+      "select query_to_xml('select pg_read_file(''/etc/hostname'')', true, false, '')",
+    ]) {
+      const d = decide(p, sql);
+      expect(d, sql).toMatchObject({ action: "block", source: "unparseable" });
+      expect(d.reason).toMatch(/built at run time/);
+    }
+    // Static SQL under the same policy is judged by its rules as before.
+    expect(decide(p, "select 1").action).toBe("allow");
+  });
+
+  it("a policy that restricts nothing lets dynamic SQL through; onUnparseable: allow too", () => {
+    expect(decide(policy("rules: []"), "DO $$ BEGIN EXECUTE 'select 1'; END $$").action).toBe(
+      "allow",
+    );
+    expect(
+      decide(
+        policy(`onUnparseable: allow\n${restrictive}`),
+        "DO $$ BEGIN EXECUTE 'select 1'; END $$",
+      ).action,
+    ).toBe("allow");
+  });
+});
+
 describe("read-only sessions", () => {
   const ESCAPES = [
     "SET ROLE postgres",
