@@ -190,6 +190,8 @@ export class PostgresSession {
   private holding: AbortController | null = null;
   /** Bytes the client sent behind the held statement. */
   private heldBytes = 0;
+  /** Under policy, the settings the broker's parser relies on; read-only sessions add theirs. */
+  private readOnlySession = false;
   /** Masking waits for the catalog; the target's later bytes wait behind it. */
   private upstreamWaiting: Buffer[] | null = null;
   /** What the current client chunk becomes upstream, and vice versa. */
@@ -388,6 +390,7 @@ export class PostgresSession {
     out["standard_conforming_strings"] = "on";
     const { readOnly } = this.opts.policy.begin?.(applicationName) ?? { readOnly: false };
     if (readOnly) out["default_transaction_read_only"] = "on";
+    this.readOnlySession = readOnly;
     return out;
   }
 
@@ -681,6 +684,9 @@ export class PostgresSession {
         if (inject) this.toClient.insert(inject);
         break;
       }
+      case Backend.parameterStatus:
+        if (this.opts.policy) this.checkPinnedSetting(buf, start, end);
+        break;
       case Backend.authentication:
       case Backend.backendKeyData:
         // Mid-session these would leak or replace the broker's own keys.
@@ -738,6 +744,31 @@ export class PostgresSession {
   }
 
   // --- policy ----------------------------------------------------------------------------
+
+  /**
+   * The target reports these settings whenever they change (PostgreSQL 14+ reports
+   * default_transaction_read_only too). A change the broker did not allow (a function that
+   * flips them, say) would let the target read SQL differently from the broker's parser, or
+   * leave read-only mode: the session ends.
+   */
+  private checkPinnedSetting(buf: Buffer, start: number, end: number): void {
+    const [name, p] = readCString(buf, start + 5, end);
+    const value = readCString(buf, p, end)[0];
+    const pinned =
+      name === "standard_conforming_strings"
+        ? "on"
+        : name === "client_encoding"
+          ? "UTF8"
+          : name === "default_transaction_read_only" && this.readOnlySession
+            ? "on"
+            : null;
+    if (pinned !== null && value !== pinned) {
+      throw new PgWireError(
+        SqlState.insufficientPrivilege,
+        `gw: the target's ${name} became ${value}, which this connection's policy does not allow; the session was closed`,
+      );
+    }
+  }
 
   private decide(sql: string): Verdict {
     return this.opts.policy ? this.opts.policy.decide(sql) : ALLOW;
