@@ -27,6 +27,8 @@ missing_packages() {
   if [[ -z "$(find_pg_tool pgbench)" ]]; then pkgs+=(postgresql-contrib); fi
   if [[ -z "$(find_pg_tool psql)" ]]; then pkgs+=(postgresql-client); fi
   if ! command -v openssl >/dev/null; then pkgs+=(openssl); fi
+  # The terminal UIs are tested in a real terminal.
+  if ! command -v tmux >/dev/null; then pkgs+=(tmux); fi
   if ((${#pkgs[@]} > 0)); then echo "${pkgs[*]}"; fi
 }
 
@@ -38,7 +40,7 @@ if [[ -n "$missing" ]]; then
     apt-get update
     # The postgresql package may create and start a cluster on port 5432; the tests do not use
     # it (each starts its own server on a free port), so it is left alone.
-    apt-get install -y --no-install-recommends postgresql postgresql-contrib postgresql-client openssl
+    apt-get install -y --no-install-recommends postgresql postgresql-contrib postgresql-client openssl tmux
     missing=$(missing_packages)
     if [[ -n "$missing" ]]; then
       echo "test.sh: still missing after apt-get install: $missing" >&2

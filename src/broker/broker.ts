@@ -29,6 +29,7 @@ import { SessionValidity } from "./session-validity.js";
 import { VERSION } from "../version.js";
 import { ApprovalService } from "../approvals/service.js";
 import { handleApprovalsRequest } from "./approvals-api.js";
+import { createNotifier, type Notifier } from "../notify/index.js";
 import {
   compileConnectionPolicy,
   initPolicyParser,
@@ -70,6 +71,7 @@ export class Broker {
   private readonly log: Logger;
   private closing = false;
   readonly approvals: ApprovalService;
+  private readonly notifier: Notifier;
   /** Per connection, compiled once: its policy, masking profile and catalog cache. */
   private readonly policies = new Map<
     string,
@@ -86,6 +88,8 @@ export class Broker {
           error: err instanceof Error ? err.message : String(err),
         }),
     });
+    this.notifier = createNotifier(cfg.notifications, this.log.child({ component: "notify" }));
+    this.notifier.attach(this.approvals);
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {
         this.log.log("error", "request failed", {
@@ -194,6 +198,7 @@ export class Broker {
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
     await this.approvals.close();
+    await this.notifier.close(2000);
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();

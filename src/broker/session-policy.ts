@@ -103,7 +103,9 @@ export class BrokerSessionPolicy implements SessionPolicy {
       sql,
       matchedRule: {
         index: decision.rule?.index ?? -1,
-        description: decision.rule?.matchText ?? decision.source,
+        description: decision.rule
+          ? `${decision.rule.name ? `${decision.rule.name}: ` : ""}${decision.rule.matchText}`
+          : decision.source,
       },
       reason: decision.reason,
       approvers: decision.approvers,

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { notificationsConfig } from "../notify/config.js";
 import { parseDuration } from "../policy/duration.js";
 import {
   MASK_DETECTORS,
@@ -47,6 +48,25 @@ const policyName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]*$/i, "policy names use letters, digits, . _ -");
 
+/** What is recorded besides each statement (docs/recording.md). */
+export const recordingConfig = z
+  .object({
+    /** The first rows of each result as the client got them (masked); false records none. */
+    preview: z
+      .union([
+        z.literal(false),
+        z
+          .object({
+            rows: z.number().int().min(0).max(1000).default(20),
+            kib: z.number().positive().max(1024).default(16),
+          })
+          .strict(),
+      ])
+      .optional(),
+  })
+  .strict();
+export type RecordingConfig = z.infer<typeof recordingConfig>;
+
 export const postgresConnection = z
   .object({
     type: z.literal("postgres"),
@@ -57,6 +77,13 @@ export const postgresConnection = z
     policy: policyName.optional(),
     /** Sessions run read-only, and every statement that could leave read-only mode is blocked. */
     readOnly: z.boolean().default(false),
+    /**
+     * strict: a statement runs only once its start is on disk; async: starts are buffered
+     * (bounded), and a full buffer or a failing store refuses statements. docs/recording.md
+     */
+    audit: z.enum(["strict", "async"], { error: "expected strict or async" }).optional(),
+    /** Overrides the policy's recording settings. */
+    recording: recordingConfig.optional(),
   })
   .strict();
 
@@ -238,6 +265,8 @@ export const policyConfig = z
     rules: z.array(policyRule).default([]),
     /** The masking profile for result values (see the masking engine). */
     mask: maskProfile.optional(),
+    /** What sessions under this policy record besides statements (a connection's wins). */
+    recording: recordingConfig.optional(),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -309,8 +338,17 @@ export const brokerConfig = z
       z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i, "connection names use letters, digits, . _ -"),
       connection,
     ),
+    /** Webhooks told when approval requests are created and decided (docs/approvals.md). */
+    notifications: notificationsConfig.optional(),
     /** Statement policies, by name; a connection names one with `policy:`. */
     policies: z.record(policyName, policyConfig).default({}),
+    /** How long ended sessions keep their events and statements ("90d"); their seals stay. */
+    retention: duration.optional(),
+    /** The broker's Ed25519 audit key (made on first start); default: beside the SQLite store. */
+    signingKey: z
+      .object({ file: z.string().min(1) })
+      .strict()
+      .optional(),
   })
   .strict();
 export type BrokerConfig = z.infer<typeof brokerConfig>;
