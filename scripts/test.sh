@@ -29,6 +29,9 @@ missing_packages() {
   if ! command -v openssl >/dev/null; then pkgs+=(openssl); fi
   # The terminal UIs are tested in a real terminal.
   if ! command -v tmux >/dev/null; then pkgs+=(tmux); fi
+  # Replay exports asciicast files; the tests play them with the real asciinema.
+  if ! command -v asciinema >/dev/null; then pkgs+=(asciinema); fi
+  if ! command -v script >/dev/null; then pkgs+=(bsdutils); fi
   if ((${#pkgs[@]} > 0)); then echo "${pkgs[*]}"; fi
 }
 
@@ -40,7 +43,7 @@ if [[ -n "$missing" ]]; then
     apt-get update
     # The postgresql package may create and start a cluster on port 5432; the tests do not use
     # it (each starts its own server on a free port), so it is left alone.
-    apt-get install -y --no-install-recommends postgresql postgresql-contrib postgresql-client openssl tmux
+    apt-get install -y --no-install-recommends postgresql postgresql-contrib postgresql-client openssl tmux asciinema bsdutils
     missing=$(missing_packages)
     if [[ -n "$missing" ]]; then
       echo "test.sh: still missing after apt-get install: $missing" >&2

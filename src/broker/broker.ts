@@ -30,6 +30,8 @@ import { VERSION } from "../version.js";
 import { ApprovalService } from "../approvals/service.js";
 import { handleApprovalsRequest } from "./approvals-api.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
+import { AuditService } from "../audit/service.js";
+import { handleAuditRequest } from "./audit-api.js";
 import {
   compileConnectionPolicy,
   initPolicyParser,
@@ -72,6 +74,8 @@ export class Broker {
   private closing = false;
   readonly approvals: ApprovalService;
   private readonly notifier: Notifier;
+  /** Hash chains, the broker's signing key, durability modes, retention. */
+  readonly audit: AuditService;
   /** Per connection, compiled once: its policy, masking profile and catalog cache. */
   private readonly policies = new Map<
     string,
@@ -87,6 +91,11 @@ export class Broker {
         this.log.log("error", "approvals: " + context, {
           error: err instanceof Error ? err.message : String(err),
         }),
+    });
+    this.audit = AuditService.open({
+      config: cfg,
+      store: opts.store,
+      log: (l, m, f) => this.log.log(l, m, f),
     });
     this.notifier = createNotifier(cfg.notifications, this.log.child({ component: "notify" }));
     this.notifier.attach(this.approvals);
@@ -149,6 +158,8 @@ export class Broker {
     // Requests left pending by a broker that died can never be released: close them. (An
     // embedded store has one broker; a shared store will need per-replica ownership.)
     const orphans = "sqlite" in opts.config.store ? await b.approvals.cancelOrphans() : 0;
+    // Sessions a crashed broker left open are closed and sealed; retention runs now and daily.
+    await b.audit.start({ recoverOpenSessions: "sqlite" in opts.config.store });
     if (orphans > 0)
       b.log.log("warn", "cancelled approval requests left pending by a previous broker", {
         count: orphans,
@@ -198,6 +209,7 @@ export class Broker {
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
     await this.approvals.close();
+    this.audit.close();
     await this.notifier.close(2000);
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
@@ -266,29 +278,18 @@ export class Broker {
         }));
       return sendJson(res, 200, { connections: list });
     }
-    if (path === "/v1/sessions") {
-      const auditor = this.isAuditor(identity);
-      const limit = Math.min(Number(url.searchParams.get("limit") ?? 100) || 100, 1000);
-      const connection = url.searchParams.get("connection") ?? undefined;
-      const sessions = await this.opts.store.listSessions({
-        ...(auditor ? {} : { oid: identity.oid }),
-        ...(connection ? { connection } : {}),
-        limit,
-      });
-      return sendJson(res, 200, { sessions, scope: auditor ? "all" : "own" });
-    }
-    const m = /^\/v1\/sessions\/([\w-]+)$/.exec(path);
-    if (m) {
-      const s = await this.opts.store.getSession(m[1]!);
-      if (!s || (!this.isAuditor(identity) && s.identity.oid !== identity.oid)) {
-        return sendError(
-          res,
-          new ApiError(404, "session_not_found", `no session ${m[1]} that you may see`),
-        );
-      }
-      const statements = await this.opts.store.listStatements(s.id);
-      return sendJson(res, 200, { session: s, statements });
-    }
+    if (
+      await handleAuditRequest(
+        req,
+        res,
+        url,
+        identity,
+        this.isAuditor(identity),
+        this.opts.store,
+        this.audit,
+      )
+    )
+      return;
     return sendError(res, new ApiError(404, "not_found", `no such endpoint: ${path}`));
   }
 
@@ -413,6 +414,7 @@ export class Broker {
     );
     const { policy: compiled, mask, catalog } = policing;
     const recent: string[] = [];
+    const agentLabel = new URL(req.url ?? "/", "http://x").searchParams.get("agent");
     const sessionPolicy = compiled
       ? new BrokerSessionPolicy({
           policy: compiled,
@@ -421,7 +423,7 @@ export class Broker {
           identity,
           sessionId: id,
           connection: name,
-          agentLabel: new URL(req.url ?? "/", "http://x").searchParams.get("agent"),
+          agentLabel,
           log,
           recentStatements: () => recent.slice(),
           announce: (event) => channel.sendControl(event),
@@ -435,6 +437,8 @@ export class Broker {
       clientAddress: channel.remoteAddress,
       log,
       onStarted: () => channel.sendControl({ type: "session", id }),
+      agentLabel,
+      audit: this.audit,
     });
     const onStatement = hooks.onStatement.bind(hooks);
     hooks.onStatement = (st) => {

@@ -137,20 +137,23 @@ export class BrokerSessionPolicy implements SessionPolicy {
     switch (outcome.status) {
       case "approved":
         this.rememberPrepares(sql);
-        return { action: "allow" };
+        return { action: "allow", approvalId: held.id };
       case "denied":
         return {
           action: "deny",
+          approvalId: held.id,
           reason: `gw: request ${held.id} was denied by ${outcome.by.name}${outcome.reason ? `: ${outcome.reason}` : ""}`,
         };
       case "expired":
         return {
           action: "deny",
+          approvalId: held.id,
           reason: `gw: request ${held.id} timed out after ${formatDuration(decision.timeoutMs)} without a decision`,
         };
       case "cancelled":
         return {
           action: "deny",
+          approvalId: held.id,
           reason: `gw: request ${held.id} was cancelled${outcome.reason ? ` (${outcome.reason})` : ""}`,
         };
     }

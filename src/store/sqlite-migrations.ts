@@ -124,6 +124,69 @@ export const migrations: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 4,
+    description: "tamper-evident session events, seals, agent labels, decision counts, previews",
+    up(db) {
+      // events: each session's hash chain (src/audit/chain.ts); body is what the hash covers,
+      // seq/kind/at are copies for queries. A session's seal and decision counts are JSON set
+      // when it ends; pruned_at when retention removed its events and statements.
+      // statements.approval and statements.preview are JSON; event_seq names the chain event.
+      db.exec(`
+        ALTER TABLE sessions ADD COLUMN agent_label TEXT;
+        ALTER TABLE sessions ADD COLUMN decisions TEXT;
+        ALTER TABLE sessions ADD COLUMN seal TEXT;
+        ALTER TABLE sessions ADD COLUMN pruned_at INTEGER;
+        CREATE INDEX sessions_application ON sessions (application_name, started_at DESC);
+        CREATE INDEX sessions_agent ON sessions (agent_label, started_at DESC);
+        CREATE INDEX sessions_ended_at ON sessions (ended_at);
+
+        ALTER TABLE statements ADD COLUMN event_seq INTEGER;
+        ALTER TABLE statements ADD COLUMN approval TEXT;
+        ALTER TABLE statements ADD COLUMN preview TEXT;
+
+        CREATE TABLE events (
+          session_id TEXT    NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+          seq        INTEGER NOT NULL,
+          kind       TEXT    NOT NULL,
+          at         INTEGER NOT NULL,
+          body       TEXT    NOT NULL,
+          prev_hash  TEXT    NOT NULL,
+          hash       TEXT    NOT NULL,
+          PRIMARY KEY (session_id, seq)
+        );
+      `);
+    },
+  },
+  {
+    version: 5,
+    description: "full-text index of statement text (FTS5 trigram), when SQLite has it",
+    up(db) {
+      // A trigram index answers substring searches (LIKE '%text%' semantics) from the index.
+      // A SQLite built without FTS5 keeps working: searches then scan statements.sql.
+      try {
+        db.exec(
+          "CREATE VIRTUAL TABLE statements_fts USING fts5(sql, content = 'statements', " +
+            "content_rowid = 'rowid', tokenize = 'trigram')",
+        );
+      } catch {
+        return;
+      }
+      db.exec(`
+        INSERT INTO statements_fts (statements_fts) VALUES ('rebuild');
+        CREATE TRIGGER statements_fts_insert AFTER INSERT ON statements BEGIN
+          INSERT INTO statements_fts (rowid, sql) VALUES (new.rowid, new.sql);
+        END;
+        CREATE TRIGGER statements_fts_delete AFTER DELETE ON statements BEGIN
+          INSERT INTO statements_fts (statements_fts, rowid, sql) VALUES ('delete', old.rowid, old.sql);
+        END;
+        CREATE TRIGGER statements_fts_update AFTER UPDATE OF sql ON statements BEGIN
+          INSERT INTO statements_fts (statements_fts, rowid, sql) VALUES ('delete', old.rowid, old.sql);
+          INSERT INTO statements_fts (rowid, sql) VALUES (new.rowid, new.sql);
+        END;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

@@ -1,4 +1,12 @@
-import { chmodSync, closeSync, constants as fsc, mkdirSync, openSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  constants as fsc,
+  existsSync,
+  mkdirSync,
+  openSync,
+  statSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import {
@@ -9,7 +17,7 @@ import {
 } from "../approvals/errors.js";
 import { GwError, isGwError } from "../errors.js";
 import { storeClosed, storeUnavailable, storeWriteFailed } from "./errors.js";
-import { migrate } from "./sqlite-migrations.js";
+import { GW_APPLICATION_ID, SCHEMA_VERSION, migrate } from "./sqlite-migrations.js";
 import {
   effectiveLimit,
   statusAfterDecisions,
@@ -17,12 +25,19 @@ import {
   type ApprovalQuery,
   type ApprovalRequest,
   type ApprovalStatus,
+  type AppendOptions,
+  type AuditEvent,
+  type AuditEventKind,
+  type DecisionCounts,
+  type SessionEnd,
   type SessionEndReason,
   type SessionQuery,
   type SessionRecord,
+  type SessionSeal,
   type SessionStore,
   type StatementEvent,
   type StatementDecision,
+  type StatementQuery,
 } from "./types.js";
 
 export interface SqliteStoreOptions {
@@ -48,6 +63,8 @@ export interface SqliteStoreStats {
   batches: number;
   /** Transactions that failed as a whole (every write in them rejected). */
   failedBatches: number;
+  /** Transactions committed with synchronous=FULL because a durable write was in them. */
+  durableBatches: number;
 }
 
 interface PendingWrite {
@@ -58,6 +75,8 @@ interface PendingWrite {
   result?: unknown;
   /** Set when this write alone was refused (a constraint); the rest of the batch goes on. */
   refused?: GwError;
+  /** Its batch commits with synchronous=FULL. */
+  durable?: boolean;
 }
 
 interface SessionRow {
@@ -77,6 +96,10 @@ interface SessionRow {
   bytes_in: number;
   bytes_out: number;
   statement_count: number;
+  agent_label: string | null;
+  decisions: string | null;
+  seal: string | null;
+  pruned_at: number | null;
 }
 
 interface StatementRow {
@@ -91,6 +114,19 @@ interface StatementRow {
   error_code: string | null;
   error_message: string | null;
   decision: string;
+  event_seq: number | null;
+  approval: string | null;
+  preview: string | null;
+}
+
+interface EventRow {
+  session_id: string;
+  seq: number;
+  kind: string;
+  at: number;
+  body: string;
+  prev_hash: string;
+  hash: string;
 }
 
 interface ApprovalRow {
@@ -134,7 +170,12 @@ const APPROVAL_COLUMNS =
 
 const SESSION_COLUMNS =
   "id, oid, name, upn, type, connection, protocol, application_name, client_address, started_at, " +
-  "ended_at, end_reason, end_detail, bytes_in, bytes_out, statement_count";
+  "ended_at, end_reason, end_detail, bytes_in, bytes_out, statement_count, agent_label, decisions, " +
+  "seal, pruned_at";
+
+const STATEMENT_COLUMNS =
+  "session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, error_code, " +
+  "error_message, decision, event_seq, approval, preview";
 
 const OPEN_HINT =
   "Check that the directory exists and is writable by the user running gw, or set store.sqlite " +
@@ -155,7 +196,12 @@ export class SqliteStore implements SessionStore {
   private timer: NodeJS.Immediate | undefined;
   private windowTimer: NodeJS.Timeout | undefined;
   private closed = false;
-  private readonly counters: SqliteStoreStats = { writes: 0, batches: 0, failedBatches: 0 };
+  private readonly counters: SqliteStoreStats = {
+    writes: 0,
+    batches: 0,
+    failedBatches: 0,
+    durableBatches: 0,
+  };
   private readonly stmt: {
     begin: Database.Statement;
     commit: Database.Statement;
@@ -163,7 +209,16 @@ export class SqliteStore implements SessionStore {
     insertSession: Database.Statement;
     endSession: Database.Statement;
     sessionEnded: Database.Statement;
+    sessionState: Database.Statement;
     insertStatement: Database.Statement;
+    insertEvent: Database.Statement;
+    listEvents: Database.Statement;
+    prunable: Database.Statement;
+    pruneEvents: Database.Statement;
+    pruneStatements: Database.Statement;
+    markPruned: Database.Statement;
+    syncFull: Database.Statement;
+    syncNormal: Database.Statement;
     getSession: Database.Statement;
     listStatements: Database.Statement;
     insertApproval: Database.Statement;
@@ -180,7 +235,11 @@ export class SqliteStore implements SessionStore {
     setStatus: Database.Transaction<
       (id: string, status: ApprovalStatus, at: number, detail: string | null) => ApprovalRequest
     >;
+    appendEvent: Database.Transaction<(ev: EventRow, st: StatementRow | null) => void>;
+    prune: Database.Transaction<(endedBefore: number, now: number, limit: number) => number>;
   };
+  /** Whether the statements_fts index exists (SQLite built with FTS5). */
+  private readonly fts: boolean;
   private readonly listQueries = new Map<string, Database.Statement>();
 
   /** Opens (creating if needed) and migrates the database; throws GwError store_unavailable. */
@@ -209,6 +268,49 @@ export class SqliteStore implements SessionStore {
     }
   }
 
+  /**
+   * Opens an existing gw database for reading only (an auditor's copy): no migration, no
+   * change to the file; every write is refused. Throws GwError store_unavailable.
+   */
+  static openReadOnly(path: string): SqliteStore {
+    if (!existsSync(path)) {
+      throw storeUnavailable(`${path} does not exist`, {
+        hint: "Give the broker's SQLite file (store.sqlite in its config), or a copy of it.",
+      });
+    }
+    let db: Database.Database | undefined;
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true });
+      const appId = db.pragma("application_id", { simple: true }) as number;
+      if (appId !== GW_APPLICATION_ID) {
+        throw storeUnavailable(`${path} is not a gw session store`, {
+          hint: "Give the SQLite file the broker's store.sqlite points at (or a copy of it).",
+        });
+      }
+      const version = db.pragma("user_version", { simple: true }) as number;
+      if (version !== SCHEMA_VERSION) {
+        throw storeUnavailable(
+          `${path} has session store schema version ${version}; this gw reads version ${SCHEMA_VERSION}`,
+          {
+            hint:
+              version < SCHEMA_VERSION
+                ? "Start the broker (of this gw version) on it once to migrate it, or use the gw that wrote it."
+                : "Use the gw version that wrote this database.",
+          },
+        );
+      }
+      return new SqliteStore(db, path, 0);
+    } catch (err) {
+      try {
+        db?.close();
+      } catch {
+        // already failing
+      }
+      if (isGwError(err)) throw err;
+      throw openFailed(path, err);
+    }
+  }
+
   private constructor(
     db: Database.Database,
     path: string,
@@ -223,23 +325,42 @@ export class SqliteStore implements SessionStore {
       insertSession: db.prepare(
         `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES (@id, @oid, @name, @upn, @type, @connection, ` +
           "@protocol, @application_name, @client_address, @started_at, @ended_at, @end_reason, " +
-          "@end_detail, @bytes_in, @bytes_out, @statement_count)",
+          "@end_detail, @bytes_in, @bytes_out, @statement_count, @agent_label, @decisions, @seal, " +
+          "@pruned_at)",
       ),
       endSession: db.prepare(
         "UPDATE sessions SET ended_at = @ended_at, end_reason = @end_reason, end_detail = @end_detail, " +
-          "bytes_in = @bytes_in, bytes_out = @bytes_out, statement_count = @statement_count " +
+          "bytes_in = @bytes_in, bytes_out = @bytes_out, statement_count = @statement_count, " +
+          "decisions = coalesce(@decisions, decisions), seal = coalesce(@seal, seal) " +
           "WHERE id = @id AND ended_at IS NULL",
       ),
       sessionEnded: db.prepare("SELECT ended_at FROM sessions WHERE id = ?"),
+      sessionState: db.prepare("SELECT ended_at, pruned_at FROM sessions WHERE id = ?"),
       insertStatement: db.prepare(
-        "INSERT INTO statements (session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, " +
-          "error_code, error_message, decision) VALUES (@session_id, @seq, @at, @duration_ms, @sql, " +
-          "@protocol, @command_tag, @row_count, @error_code, @error_message, @decision)",
+        `INSERT INTO statements (${STATEMENT_COLUMNS}) VALUES (@session_id, @seq, @at, @duration_ms, ` +
+          "@sql, @protocol, @command_tag, @row_count, @error_code, @error_message, @decision, " +
+          "@event_seq, @approval, @preview)",
       ),
+      insertEvent: db.prepare(
+        "INSERT INTO events (session_id, seq, kind, at, body, prev_hash, hash) VALUES " +
+          "(@session_id, @seq, @kind, @at, @body, @prev_hash, @hash)",
+      ),
+      listEvents: db.prepare(
+        "SELECT session_id, seq, kind, at, body, prev_hash, hash FROM events WHERE session_id = ? " +
+          "ORDER BY seq",
+      ),
+      prunable: db.prepare(
+        "SELECT id FROM sessions WHERE ended_at IS NOT NULL AND ended_at < ? AND pruned_at IS NULL " +
+          "ORDER BY ended_at LIMIT ?",
+      ),
+      pruneEvents: db.prepare("DELETE FROM events WHERE session_id = ?"),
+      pruneStatements: db.prepare("DELETE FROM statements WHERE session_id = ?"),
+      markPruned: db.prepare("UPDATE sessions SET pruned_at = ? WHERE id = ?"),
+      syncFull: db.prepare("PRAGMA synchronous = FULL"),
+      syncNormal: db.prepare("PRAGMA synchronous = NORMAL"),
       getSession: db.prepare(`SELECT ${SESSION_COLUMNS} FROM sessions WHERE id = ?`),
       listStatements: db.prepare(
-        "SELECT session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, error_code, " +
-          "error_message, decision FROM statements WHERE session_id = ? ORDER BY seq",
+        `SELECT ${STATEMENT_COLUMNS} FROM statements WHERE session_id = ? ORDER BY seq`,
       ),
       insertApproval: db.prepare(
         `INSERT INTO approvals (${APPROVAL_COLUMNS}) VALUES (@id, @session_id, @connection, ` +
@@ -306,7 +427,48 @@ export class SqliteStore implements SessionStore {
           return { ...a, status, decidedAt: at, statusDetail: detail };
         },
       ),
+      appendEvent: db.transaction((ev: EventRow, st: StatementRow | null) => {
+        const state = this.stmt.sessionState.get(ev.session_id) as
+          { ended_at: number | null; pruned_at: number | null } | undefined;
+        if (state === undefined) {
+          throw storeWriteFailed(
+            `cannot record an event for session ${ev.session_id}: it does not exist`,
+          );
+        }
+        if (state.ended_at !== null || state.pruned_at !== null) {
+          throw storeWriteFailed(
+            `cannot record an event for session ${ev.session_id}: it has ended`,
+          );
+        }
+        try {
+          this.stmt.insertEvent.run(ev);
+        } catch (err) {
+          if (sqliteCode(err) === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+            throw storeWriteFailed(
+              `event ${ev.seq} of session ${ev.session_id} is already recorded`,
+              { cause: err },
+            );
+          }
+          throw err;
+        }
+        if (st !== null) this.insertStatementRow(st);
+      }),
+      prune: db.transaction((endedBefore: number, now: number, limit: number) => {
+        const ids = (this.stmt.prunable.all(endedBefore, limit) as { id: string }[]).map(
+          (r) => r.id,
+        );
+        for (const id of ids) {
+          this.stmt.pruneEvents.run(id);
+          this.stmt.pruneStatements.run(id);
+          this.stmt.markPruned.run(now, id);
+        }
+        return ids.length;
+      }),
     };
+    this.fts =
+      db
+        .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'statements_fts'")
+        .get() !== undefined;
   }
 
   get stats(): SqliteStoreStats {
@@ -315,6 +477,10 @@ export class SqliteStore implements SessionStore {
 
   createSession(rec: SessionRecord): Promise<void> {
     const row: SessionRow = {
+      agent_label: rec.agentLabel ?? null,
+      decisions: rec.decisions === undefined ? null : JSON.stringify(rec.decisions),
+      seal: rec.seal === undefined ? null : JSON.stringify(rec.seal),
+      pruned_at: rec.prunedAt ?? null,
       id: rec.id,
       oid: rec.identity.oid,
       name: rec.identity.name,
@@ -344,14 +510,10 @@ export class SqliteStore implements SessionStore {
     });
   }
 
-  endSession(
-    id: string,
-    end: Pick<
-      SessionRecord,
-      "endedAt" | "endReason" | "endDetail" | "bytesIn" | "bytesOut" | "statementCount"
-    >,
-  ): Promise<void> {
+  endSession(id: string, end: SessionEnd): Promise<void> {
     const params = {
+      decisions: end.decisions === undefined ? null : JSON.stringify(end.decisions),
+      seal: end.seal === undefined ? null : JSON.stringify(end.seal),
       id,
       ended_at: end.endedAt,
       end_reason: end.endReason,
@@ -372,41 +534,65 @@ export class SqliteStore implements SessionStore {
   }
 
   addStatement(ev: StatementEvent): Promise<void> {
-    const row: StatementRow = {
+    const row = statementRow(ev);
+    return this.enqueue(false, () => this.insertStatementRow(row));
+  }
+
+  appendEvent(ev: AuditEvent, opts: AppendOptions = {}): Promise<void> {
+    const row: EventRow = {
       session_id: ev.sessionId,
       seq: ev.seq,
+      kind: ev.kind,
       at: ev.at,
-      duration_ms: ev.durationMs,
-      sql: ev.sql,
-      protocol: ev.protocol,
-      command_tag: ev.commandTag,
-      row_count: ev.rows,
-      error_code: ev.errorCode,
-      error_message: ev.errorMessage,
-      decision: ev.decision ?? "allowed",
+      body: ev.body,
+      prev_hash: ev.prevHash,
+      hash: ev.hash,
     };
-    return this.enqueue(false, () => {
-      try {
-        this.stmt.insertStatement.run(row);
-      } catch (err) {
-        const code = sqliteCode(err);
-        if (code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
-          throw storeWriteFailed(
-            `statement ${ev.seq} of session ${ev.sessionId} is already recorded`,
-            { cause: err },
-          );
-        }
-        if (code === "SQLITE_CONSTRAINT_FOREIGNKEY") {
-          throw storeWriteFailed(
-            `cannot record a statement for session ${ev.sessionId}: it does not exist`,
-            {
-              cause: err,
-            },
-          );
-        }
-        throw err;
+    const st = opts.statement === undefined ? null : statementRow(opts.statement);
+    return this.enqueue(
+      opts.durable === true,
+      () => this.tx.appendEvent(row, st),
+      opts.durable === true,
+    );
+  }
+
+  async listEvents(sessionId: string): Promise<AuditEvent[]> {
+    this.beforeRead();
+    return (this.stmt.listEvents.all(sessionId) as EventRow[]).map((r) => ({
+      sessionId: r.session_id,
+      seq: r.seq,
+      kind: r.kind as AuditEventKind,
+      at: r.at,
+      body: r.body,
+      prevHash: r.prev_hash,
+      hash: r.hash,
+    }));
+  }
+
+  pruneSessions(endedBefore: number, opts: { now: number; limit: number }): Promise<number> {
+    const limit = Math.max(1, Math.floor(opts.limit));
+    return this.enqueue(false, () => this.tx.prune(endedBefore, opts.now, limit));
+  }
+
+  private insertStatementRow(row: StatementRow): void {
+    try {
+      this.stmt.insertStatement.run(row);
+    } catch (err) {
+      const code = sqliteCode(err);
+      if (code === "SQLITE_CONSTRAINT_PRIMARYKEY") {
+        throw storeWriteFailed(
+          `statement ${row.seq} of session ${row.session_id} is already recorded`,
+          { cause: err },
+        );
       }
-    });
+      if (code === "SQLITE_CONSTRAINT_FOREIGNKEY") {
+        throw storeWriteFailed(
+          `cannot record a statement for session ${row.session_id}: it does not exist`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
   }
 
   async listSessions(q: SessionQuery): Promise<SessionRecord[]> {
@@ -420,6 +606,40 @@ export class SqliteStore implements SessionStore {
     if (q.connection !== undefined) {
       where.push("connection = @connection");
       params.connection = q.connection;
+    }
+    if (q.user !== undefined) {
+      where.push(
+        "(oid = @user OR lower(upn) = lower(@user) OR lower(name) = lower(@user) " +
+          "OR lower(upn) LIKE @user_at ESCAPE '\\')",
+      );
+      params.user = q.user;
+      params.user_at = escapeLike(q.user.toLowerCase()) + "@%";
+    }
+    if (q.agent !== undefined) {
+      where.push("agent_label = @agent");
+      params.agent = q.agent;
+    }
+    if (q.application !== undefined) {
+      where.push("application_name = @application");
+      params.application = q.application;
+    }
+    if (q.since !== undefined) {
+      where.push("started_at >= @since");
+      params.since = q.since;
+    }
+    if (q.until !== undefined) {
+      where.push("started_at < @until");
+      params.until = q.until;
+    }
+    if (q.open !== undefined) where.push(q.open ? "ended_at IS NULL" : "ended_at IS NOT NULL");
+    if (q.idPrefix !== undefined) {
+      where.push("id LIKE @id_prefix ESCAPE '\\'");
+      params.id_prefix = escapeLike(q.idPrefix) + "%";
+    }
+    if (q.grep !== undefined && q.grep !== "") {
+      where.push(
+        `id IN (SELECT session_id FROM statements WHERE ${this.grepCondition(q.grep, params)})`,
+      );
     }
     const sql =
       `SELECT ${SESSION_COLUMNS} FROM sessions` +
@@ -439,9 +659,44 @@ export class SqliteStore implements SessionStore {
     return row === undefined ? null : toSession(row);
   }
 
-  async listStatements(sessionId: string): Promise<StatementEvent[]> {
+  async listStatements(sessionId: string, q: StatementQuery = {}): Promise<StatementEvent[]> {
     this.beforeRead();
-    return (this.stmt.listStatements.all(sessionId) as StatementRow[]).map(toStatement);
+    if ((q.grep === undefined || q.grep === "") && q.limit === undefined) {
+      return (this.stmt.listStatements.all(sessionId) as StatementRow[]).map(toStatement);
+    }
+    const params: Record<string, string | number> = {
+      session_id: sessionId,
+      limit: q.limit === undefined ? -1 : Math.max(0, Math.floor(q.limit)),
+    };
+    const cond =
+      q.grep === undefined || q.grep === "" ? "" : ` AND ${this.grepCondition(q.grep, params)}`;
+    const sql =
+      `SELECT ${STATEMENT_COLUMNS} FROM statements WHERE session_id = @session_id${cond} ` +
+      "ORDER BY seq LIMIT @limit";
+    return (this.cachedQuery(sql).all(params) as StatementRow[]).map(toStatement);
+  }
+
+  /**
+   * A condition on statements (in a query over the statements table) that its SQL contains
+   * `text`: from the trigram index when there is one and the text is long enough for it
+   * (3 characters), else a scan with LIKE. Both are case-insensitive for ASCII.
+   */
+  private grepCondition(text: string, params: Record<string, string | number>): string {
+    if (this.fts && [...text].length >= 3) {
+      params.grep_fts = `"${text.replace(/"/g, '""')}"`;
+      return "rowid IN (SELECT rowid FROM statements_fts WHERE statements_fts MATCH @grep_fts)";
+    }
+    params.grep_like = `%${escapeLike(text)}%`;
+    return "sql LIKE @grep_like ESCAPE '\\'";
+  }
+
+  private cachedQuery(sql: string): Database.Statement {
+    let stmt = this.listQueries.get(sql);
+    if (stmt === undefined) {
+      stmt = this.db.prepare(sql);
+      this.listQueries.set(sql, stmt);
+    }
+    return stmt;
   }
 
   createApproval(req: ApprovalRequest): Promise<void> {
@@ -545,11 +800,11 @@ export class SqliteStore implements SessionStore {
     return a;
   }
 
-  private enqueue<T>(urgent: boolean, apply: () => T): Promise<T> {
+  private enqueue<T>(urgent: boolean, apply: () => T, durable = false): Promise<T> {
     if (this.closed) return Promise.reject(storeClosed());
     this.counters.writes++;
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ apply, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ apply, resolve: resolve as (value: unknown) => void, reject, durable });
       if (urgent || this.commitWindowMs <= 0 || this.queue.length >= GROUP_COMMIT_MAX) {
         this.timer ??= setImmediate(() => {
           this.timer = undefined;
@@ -585,7 +840,14 @@ export class SqliteStore implements SessionStore {
     this.counters.batches++;
 
     let failure: GwError | undefined;
+    // A durable write (strict audit) waits for this batch before its statement may run: the
+    // commit syncs the WAL to disk. One sync covers every write of the batch (group commit).
+    const durable = batch.some((w) => w.durable === true);
     try {
+      if (durable) {
+        this.stmt.syncFull.run();
+        this.counters.durableBatches++;
+      }
       // IMMEDIATE takes the write lock up front: a lock held by another process fails the
       // batch once (after busy_timeout) instead of once per write.
       this.stmt.begin.run();
@@ -612,6 +874,13 @@ export class SqliteStore implements SessionStore {
         } catch {
           // The connection is broken; later batches will fail and report it.
         }
+      }
+    }
+    if (durable) {
+      try {
+        this.stmt.syncNormal.run();
+      } catch {
+        // Stays FULL: slower, never less safe.
       }
     }
     if (failure !== undefined) this.counters.failedBatches++;
@@ -736,7 +1005,7 @@ function toSession(r: SessionRow): SessionRecord {
     type: r.type as SessionRecord["identity"]["type"],
   };
   if (r.upn !== null) identity.upn = r.upn;
-  return {
+  const rec: SessionRecord = {
     id: r.id,
     identity,
     connection: r.connection,
@@ -751,10 +1020,38 @@ function toSession(r: SessionRow): SessionRecord {
     bytesOut: r.bytes_out,
     statementCount: r.statement_count,
   };
+  if (r.agent_label !== null) rec.agentLabel = r.agent_label;
+  if (r.decisions !== null) rec.decisions = JSON.parse(r.decisions) as DecisionCounts;
+  if (r.seal !== null) rec.seal = JSON.parse(r.seal) as SessionSeal;
+  if (r.pruned_at !== null) rec.prunedAt = r.pruned_at;
+  return rec;
+}
+
+function statementRow(ev: StatementEvent): StatementRow {
+  return {
+    session_id: ev.sessionId,
+    seq: ev.seq,
+    at: ev.at,
+    duration_ms: ev.durationMs,
+    sql: ev.sql,
+    protocol: ev.protocol,
+    command_tag: ev.commandTag,
+    row_count: ev.rows,
+    error_code: ev.errorCode,
+    error_message: ev.errorMessage,
+    decision: ev.decision ?? "allowed",
+    event_seq: ev.eventSeq ?? null,
+    approval: ev.approval === undefined ? null : JSON.stringify(ev.approval),
+    preview: ev.preview === undefined ? null : JSON.stringify(ev.preview),
+  };
+}
+
+function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => "\\" + c);
 }
 
 function toStatement(r: StatementRow): StatementEvent {
-  return {
+  const ev: StatementEvent = {
     sessionId: r.session_id,
     seq: r.seq,
     at: r.at,
@@ -767,6 +1064,10 @@ function toStatement(r: StatementRow): StatementEvent {
     errorMessage: r.error_message,
     decision: (r.decision ?? "allowed") as StatementDecision,
   };
+  if (r.event_seq !== null) ev.eventSeq = r.event_seq;
+  if (r.approval !== null) ev.approval = JSON.parse(r.approval) as StatementEvent["approval"];
+  if (r.preview !== null) ev.preview = JSON.parse(r.preview) as StatementEvent["preview"];
+  return ev;
 }
 
 function toApproval(r: ApprovalRow, decisions: DecisionRow[]): ApprovalRequest {

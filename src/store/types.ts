@@ -23,6 +23,75 @@ export interface SessionRecord {
   bytesIn: number; // client → target
   bytesOut: number; // target → client
   statementCount: number;
+  /** What the client says it is (`?agent=` on the tunnel URL); absent when it says nothing. */
+  agentLabel?: string;
+  /** Statements per policy decision; set when the session ends (with statementCount). */
+  decisions?: DecisionCounts;
+  /** The signed digest of the session's event chain; set when the session ends (audit). */
+  seal?: SessionSeal;
+  /** When retention removed the session's events and statements (epoch ms); the seal stays. */
+  prunedAt?: number;
+}
+
+export type DecisionCounts = Record<StatementDecision, number>;
+
+/**
+ * What `endSession` closes a session with: the chain's last hash and length and the end of the
+ * session, digested and signed with the broker's Ed25519 key (src/audit/chain.ts says how).
+ */
+export interface SessionSeal {
+  v: 1;
+  algorithm: "ed25519";
+  /** Which key signed: the first 16 hex digits of sha256 over the public key (SPKI DER). */
+  keyId: string;
+  /** Events in the chain when it was sealed. */
+  eventCount: number;
+  /** The hash of the last event (the session header's hash when there is none). */
+  headHash: string;
+  /** sha256, lowercase hex, over the canonical seal body. */
+  digest: string;
+  /** Ed25519 over the 32 digest bytes, base64. */
+  signature: string;
+  sealedAt: number; // epoch ms
+  /** Sealed by a later broker start, for a session its broker left open (a crash). */
+  recovered?: boolean;
+}
+
+/**
+ * One link of a session's tamper-evident chain. `body` is the canonical JSON (RFC 8785) of the
+ * event, and `hash` = sha256 over a fixed prefix, `prevHash` and `body` (src/audit/chain.ts).
+ * The columns beside body (seq, kind, at) are copies for queries; verification trusts body.
+ */
+export interface AuditEvent {
+  sessionId: string;
+  /** 1-based position in the session's chain. */
+  seq: number;
+  kind: AuditEventKind;
+  at: number; // epoch ms
+  body: string;
+  prevHash: string;
+  hash: string;
+}
+
+/**
+ * statement_start: a statement is about to be sent to the target (written before it runs);
+ * statement: a statement completed, or policy refused it (it never reached the target).
+ */
+export type AuditEventKind = "statement_start" | "statement";
+
+/** The first rows of a result as the client received them (masked), in text form. */
+export interface ResultPreview {
+  columns: string[];
+  rows: (string | null)[][];
+  /** More rows (or bytes) came than the preview keeps. */
+  truncated: boolean;
+}
+
+/** A held statement's approval request, as it stood when the statement completed. */
+export interface StatementApproval {
+  id: string;
+  status: ApprovalStatus | "unknown";
+  decisions: ApprovalDecision[];
 }
 
 export interface StatementEvent {
@@ -40,6 +109,12 @@ export interface StatementEvent {
   errorMessage: string | null;
   /** What policy decided; "allowed" when no policy applies. */
   decision?: StatementDecision;
+  /** The chain event (AuditEvent.seq) that records this statement; absent before audit. */
+  eventSeq?: number;
+  /** For a held statement: its approval request and who decided. */
+  approval?: StatementApproval;
+  /** The first rows of the result, when previews are recorded. */
+  preview?: ResultPreview;
 }
 
 export type StatementDecision = "allowed" | "blocked" | "approved" | "denied";
@@ -48,6 +123,22 @@ export interface SessionQuery {
   /** Only sessions of this identity oid; omitted for auditors. */
   oid?: string;
   connection?: string;
+  /** An identity: its oid, or its upn or name (case-insensitive), or the upn's part before @. */
+  user?: string;
+  /** Exactly this agent label. */
+  agent?: string;
+  /** Exactly this application_name. */
+  application?: string;
+  /** Started at or after this (epoch ms). */
+  since?: number;
+  /** Started before this (epoch ms). */
+  until?: number;
+  /** Some statement's SQL contains this text (case-insensitive for ASCII). */
+  grep?: string;
+  /** Only sessions that have not ended (true) or that have (false). */
+  open?: boolean;
+  /** Session ids that start with this (at least 4 characters). */
+  idPrefix?: string;
   /** At most this many, newest first: default DEFAULT_SESSION_LIMIT, capped at MAX_SESSION_LIMIT. */
   limit?: number;
 }
@@ -84,18 +175,56 @@ export function effectiveLimit(limit: number | undefined): number {
  */
 export interface SessionStore extends ApprovalStore {
   createSession(rec: SessionRecord): Promise<void>;
-  endSession(
-    id: string,
-    end: Pick<
-      SessionRecord,
-      "endedAt" | "endReason" | "endDetail" | "bytesIn" | "bytesOut" | "statementCount"
-    >,
-  ): Promise<void>;
+  endSession(id: string, end: SessionEnd): Promise<void>;
   addStatement(ev: StatementEvent): Promise<void>;
   listSessions(q: SessionQuery): Promise<SessionRecord[]>;
   getSession(id: string): Promise<SessionRecord | null>;
-  listStatements(sessionId: string): Promise<StatementEvent[]>;
+  listStatements(sessionId: string, q?: StatementQuery): Promise<StatementEvent[]>;
+  /**
+   * Appends one event to its session's chain, with the statement row it records (both or
+   * neither). Refused (store_write_failed) when the session does not exist, has been pruned,
+   * or already has an event with this seq, or the statement's (sessionId, seq) is recorded.
+   * `durable`: commit promptly and synced to disk (SQLite: synchronous=FULL for its batch);
+   * the caller waits for it before a statement may run.
+   */
+  appendEvent(ev: AuditEvent, opts?: AppendOptions): Promise<void>;
+  /** A session's events in seq order ([] for an unknown or pruned session). */
+  listEvents(sessionId: string): Promise<AuditEvent[]>;
+  /**
+   * Retention: removes the events and statements of up to `limit` sessions that ended before
+   * `endedBefore` and are not pruned yet, and sets their prunedAt; the session rows (and seals)
+   * stay. Resolves to how many sessions it pruned (0: nothing left to prune).
+   */
+  pruneSessions(endedBefore: number, opts: { now: number; limit: number }): Promise<number>;
   close(): Promise<void>;
+}
+
+export type SessionEnd = Pick<
+  SessionRecord,
+  "endedAt" | "endReason" | "endDetail" | "bytesIn" | "bytesOut" | "statementCount"
+> & { decisions?: DecisionCounts; seal?: SessionSeal };
+
+export interface AppendOptions {
+  statement?: StatementEvent;
+  durable?: boolean;
+}
+
+export interface StatementQuery {
+  /** Only statements whose SQL contains this (case-insensitive for ASCII). */
+  grep?: string;
+  /** At most this many, in seq order. */
+  limit?: number;
+}
+
+export const STATEMENT_DECISIONS: readonly StatementDecision[] = [
+  "allowed",
+  "blocked",
+  "approved",
+  "denied",
+];
+
+export function zeroCounts(): DecisionCounts {
+  return { allowed: 0, blocked: 0, approved: 0, denied: 0 };
 }
 
 // --- approvals ------------------------------------------------------------------------------

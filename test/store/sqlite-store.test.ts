@@ -107,7 +107,14 @@ describe("SqliteStore", () => {
       .all()
       .map((r) => (r as { name: string }).name)
       .sort();
-    expect(indexes).toEqual(["sessions_connection", "sessions_oid", "sessions_started_at"]);
+    expect(indexes).toEqual([
+      "sessions_agent",
+      "sessions_application",
+      "sessions_connection",
+      "sessions_ended_at",
+      "sessions_oid",
+      "sessions_started_at",
+    ]);
     // synchronous and foreign_keys are per connection: look through the store's own.
     const own = (openAt(path) as unknown as { db: Database.Database }).db;
     expect(own.pragma("synchronous", { simple: true })).toBe(1); // NORMAL

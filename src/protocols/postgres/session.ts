@@ -66,6 +66,12 @@ export interface SessionHooks {
     bytesOut: number;
     statements: number;
   }): void;
+  /**
+   * A statement is about to go to the target. A returned promise makes it wait (audit strict:
+   * its start must be on disk first); a rejection means it cannot be recorded: it does not run
+   * and the session ends.
+   */
+  beforeStatement?(info: { sql: string; protocol: "simple" | "extended" }): Promise<void> | void;
   /** Internal errors go to the broker log, never to the client. */
   log(level: "info" | "warn" | "error", msg: string, fields?: Record<string, unknown>): void;
 }
@@ -92,7 +98,9 @@ export interface SessionOptions {
 export type Verdict =
   { action: "allow" } | { action: "block"; reason: string } | { action: "hold"; reason: string };
 
-export type HoldOutcome = { action: "allow" } | { action: "deny"; reason: string };
+export type HoldOutcome =
+  | { action: "allow"; approvalId?: string }
+  | { action: "deny"; reason: string; approvalId?: string };
 
 export interface SessionPolicy {
   /** The client's startup is known; says whether the session runs read-only. */
@@ -125,6 +133,17 @@ interface Decided {
 }
 const ALLOWED: Decided = { v: ALLOW, sql: "" };
 const STRICTNESS: Record<Verdict["action"], number> = { allow: 0, hold: 1, block: 2 };
+/** Previews are for people replaying a session: a few rows are enough. */
+const PREVIEW_ROWS = 20;
+const PREVIEW_BYTES = 16 * 1024;
+
+/** A statement's start could not be recorded (after its approval): it must not run. */
+class RecordingFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super("recording failed");
+  }
+}
+
 const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
 const DESCRIBE_PORTAL = Buffer.from("P");
 const EMPTY = Buffer.alloc(0);
@@ -190,6 +209,11 @@ export class PostgresSession {
   private holding: AbortController | null = null;
   /** Bytes the client sent behind the held statement. */
   private heldBytes = 0;
+  /** The first rows of the current statement's result as the client got them (for replay). */
+  private previewColumns: string[] | null = null;
+  private previewRows: (string | null)[][] = [];
+  private previewBytes = 0;
+  private previewTruncated = false;
   /** Under policy, the settings the broker's parser relies on; read-only sessions add theirs. */
   private readOnlySession = false;
   /** Masking waits for the catalog; the target's later bytes wait behind it. */
@@ -477,6 +501,8 @@ export class PostgresSession {
           return true;
         }
         if (v.action === "hold") return this.startHold(buf, start, end, sql, "simple");
+        const gate = this.recordStart(sql, "simple");
+        if (gate) return this.startHold(buf, start, end, sql, "simple", undefined, gate);
         this.tracker.query(sql);
         this.opts.masking?.onQuery(sql);
         break;
@@ -528,6 +554,9 @@ export class PostgresSession {
         if (decided?.v.action === "hold") {
           return this.startHold(buf, start, end, decided.sql, "extended", portal);
         }
+        const text = this.tracker.portalText(portal);
+        const gate = this.recordStart(text, "extended");
+        if (gate) return this.startHold(buf, start, end, text, "extended", portal, gate);
         this.tracker.execute(portal);
         this.describeForMasking(portal);
         this.opts.masking?.onExecute(portal);
@@ -557,6 +586,17 @@ export class PostgresSession {
           );
           return true;
         }
+        const gate = this.recordStart(`-- function call (oid ${oid})`, "simple");
+        if (gate)
+          return this.startHold(
+            buf,
+            start,
+            end,
+            `-- function call (oid ${oid})`,
+            "function",
+            undefined,
+            gate,
+          );
         this.tracker.functionCall(oid);
         break;
       }
@@ -699,6 +739,8 @@ export class PostgresSession {
     }
     if (replacement) this.toClient.insert(replacement);
     else this.toClient.forward(buf, start, end);
+    if (type === Backend.dataRow) this.previewRow(replacement ?? buf.subarray(start, end));
+    else if (type === Backend.rowDescription) this.previewDescribe(buf, start, end);
     return true;
   };
 
@@ -743,6 +785,74 @@ export class PostgresSession {
       );
   }
 
+  // --- recording before running ----------------------------------------------------------
+
+  /** Asks the recorder to write a statement's start; a promise means: wait for it. */
+  private recordStart(
+    sql: string,
+    protocol: "simple" | "extended" | "function",
+  ): Promise<void> | null {
+    const hook = this.opts.hooks.beforeStatement;
+    if (!hook) return null;
+    let r: Promise<void> | void;
+    try {
+      r = hook({ sql, protocol: protocol === "extended" ? "extended" : "simple" });
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return r ?? null;
+  }
+
+  // --- result previews -------------------------------------------------------------------
+
+  private previewDescribe(buf: Buffer, start: number, end: number): void {
+    const n = buf.readInt16BE(start + 5);
+    const cols: string[] = [];
+    let pos = start + 7;
+    for (let i = 0; i < n && pos < end; i++) {
+      const [name, next] = readCString(buf, pos, end);
+      cols.push(name);
+      pos = next + 18;
+    }
+    this.previewColumns = cols;
+  }
+
+  private previewRow(msg: Buffer): void {
+    if (this.previewTruncated) return;
+    if (this.previewRows.length >= PREVIEW_ROWS || this.previewBytes >= PREVIEW_BYTES) {
+      this.previewTruncated = true;
+      return;
+    }
+    const n = msg.readInt16BE(5);
+    const row: (string | null)[] = [];
+    let pos = 7;
+    for (let i = 0; i < n && pos + 4 <= msg.length; i++) {
+      const len = msg.readInt32BE(pos);
+      pos += 4;
+      if (len < 0) row.push(null);
+      else {
+        row.push(msg.toString("utf8", pos, pos + Math.min(len, 1024)));
+        pos += len;
+      }
+    }
+    this.previewBytes += msg.length;
+    this.previewRows.push(row);
+  }
+
+  private takePreview(): CompletedStatement["preview"] {
+    if (this.previewRows.length === 0 && this.previewColumns === null) return undefined;
+    const p = {
+      columns: this.previewColumns ?? [],
+      rows: this.previewRows,
+      truncated: this.previewTruncated,
+    };
+    this.previewColumns = null;
+    this.previewRows = [];
+    this.previewBytes = 0;
+    this.previewTruncated = false;
+    return p;
+  }
+
   // --- policy ----------------------------------------------------------------------------
 
   /**
@@ -775,16 +885,40 @@ export class PostgresSession {
   }
 
   /** A refused simple Query becomes a Sync: the target answers ReadyForQuery, we add the error. */
-  private refuseSimple(sql: string, decision: "blocked" | "denied", reason: string): void {
-    this.tracker.refused(sql, "simple", decision, SqlState.insufficientPrivilege, reason);
+  private refuseSimple(
+    sql: string,
+    decision: "blocked" | "denied",
+    reason: string,
+    approvalId?: string,
+  ): void {
+    this.tracker.refused(
+      sql,
+      "simple",
+      decision,
+      SqlState.insufficientPrivilege,
+      reason,
+      approvalId,
+    );
     this.tracker.sync(refusalError(reason));
     this.opts.masking?.onSync();
     this.toUpstream.insert(SYNC);
   }
 
   /** A refused Parse or Execute: drop the rest of the batch; its Sync carries the error. */
-  private refuseExtended(sql: string, decision: "blocked" | "denied", reason: string): void {
-    this.tracker.refused(sql, "extended", decision, SqlState.insufficientPrivilege, reason);
+  private refuseExtended(
+    sql: string,
+    decision: "blocked" | "denied",
+    reason: string,
+    approvalId?: string,
+  ): void {
+    this.tracker.refused(
+      sql,
+      "extended",
+      decision,
+      SqlState.insufficientPrivilege,
+      reason,
+      approvalId,
+    );
     this.discardError = refusalError(reason);
   }
 
@@ -797,10 +931,11 @@ export class PostgresSession {
     start: number,
     end: number,
     sql: string,
-    kind: "simple" | "extended",
+    kind: "simple" | "extended" | "function",
     portal?: string,
+    /** Not a person's decision: the statement waits for its start to be recorded. */
+    recording?: Promise<void>,
   ): boolean {
-    const policy = this.opts.policy!;
     this.toUpstream.flush((b) => this.upstream!.write(b));
     const message = Buffer.from(buf.subarray(start, end));
     const ctl = new AbortController();
@@ -810,9 +945,24 @@ export class PostgresSession {
       if (this.state === "relaying")
         this.client.send(noticeResponse({ code: "01000", message: text, severity: "NOTICE" }));
     };
-    policy.hold(sql, notify, ctl.signal).then(
-      (outcome) => this.endHold(ctl, outcome, message, sql, kind, portal),
+    const wait: Promise<HoldOutcome> = recording
+      ? recording.then((): HoldOutcome => ({ action: "allow" }))
+      : this.opts.policy!.hold(sql, notify, ctl.signal).then(async (outcome) => {
+          // An approved statement is recorded before it runs, like any other.
+          if (outcome.action !== "allow" || kind === "function") return outcome;
+          const gate = this.recordStart(sql, kind);
+          if (gate) await gate.catch((e: unknown) => Promise.reject(new RecordingFailure(e)));
+          return outcome;
+        });
+    const decision = recording ? "allowed" : "approved";
+    wait.then(
+      (outcome) => this.endHold(ctl, outcome, message, sql, kind, portal, decision),
       (err: unknown) => {
+        if (recording || err instanceof RecordingFailure) {
+          // Nothing unrecorded runs: the statement is dropped and the session ends.
+          if (this.holding === ctl) this.holding = null;
+          return this.recordingFailed(err instanceof RecordingFailure ? err.cause : err);
+        }
         this.opts.hooks.log("error", "holding a statement failed", { error: String(err) });
         this.endHold(
           ctl,
@@ -835,26 +985,29 @@ export class PostgresSession {
     outcome: HoldOutcome,
     message: Buffer,
     sql: string,
-    kind: "simple" | "extended",
+    kind: "simple" | "extended" | "function",
     portal?: string,
+    decision: "allowed" | "approved" = "approved",
   ): void {
     if (this.holding !== ctl || this.state !== "relaying") return;
     this.holding = null;
     this.toUpstream.reset();
     if (outcome.action === "allow") {
-      if (kind === "simple") {
-        this.tracker.query(sql, "approved");
+      if (kind === "function") {
+        this.tracker.query(sql, decision);
+      } else if (kind === "simple") {
+        this.tracker.query(sql, decision, outcome.approvalId);
         this.opts.masking?.onQuery(sql);
       } else {
-        this.tracker.execute(portal ?? "", "approved");
+        this.tracker.execute(portal ?? "", decision, outcome.approvalId);
         this.describeForMasking(portal ?? "");
         this.opts.masking?.onExecute(portal ?? "");
       }
       this.toUpstream.insert(message);
-    } else if (kind === "simple") {
-      this.refuseSimple(sql, "denied", outcome.reason);
+    } else if (kind === "extended") {
+      this.refuseExtended(sql, "denied", outcome.reason, outcome.approvalId);
     } else {
-      this.refuseExtended(sql, "denied", outcome.reason);
+      this.refuseSimple(sql, "denied", outcome.reason, outcome.approvalId);
     }
     // Go on with what queued behind the held message, in order.
     this.client.resume();
@@ -878,6 +1031,11 @@ export class PostgresSession {
 
   private statementDone(s: CompletedStatement): void {
     this.statements++;
+    // Refused statements never ran: the rows being collected belong to one that did.
+    if (s.decision !== "blocked" && s.decision !== "denied") {
+      const preview = this.takePreview();
+      if (preview) s.preview = preview;
+    }
     let r: Promise<void> | void;
     try {
       r = this.opts.hooks.onStatement(s);

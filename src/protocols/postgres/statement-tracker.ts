@@ -21,6 +21,10 @@ export interface CompletedStatement {
   errorMessage: string | null;
   /** What policy decided: allowed (the default), blocked, or a held statement's outcome. */
   decision: "allowed" | "blocked" | "approved" | "denied";
+  /** The approval request behind an approved or denied statement. */
+  approvalId?: string;
+  /** The first rows of the result as the client got them (masked), filled in by the session. */
+  preview?: { columns: string[]; rows: (string | null)[][]; truncated: boolean };
 }
 
 interface Pending {
@@ -35,6 +39,7 @@ interface Pending {
   decision: CompletedStatement["decision"];
   /** On a substituted Sync: the ErrorResponse to put before its ReadyForQuery. */
   inject: Buffer | null;
+  approvalId: string | undefined;
 }
 
 export class StatementTracker {
@@ -49,8 +54,12 @@ export class StatementTracker {
 
   // --- frontend side -------------------------------------------------------------------
 
-  query(sql: string, decision: CompletedStatement["decision"] = "allowed"): void {
-    this.push("simple", sql, decision);
+  query(
+    sql: string,
+    decision: CompletedStatement["decision"] = "allowed",
+    approvalId?: string,
+  ): void {
+    this.push("simple", sql, decision, null, approvalId);
   }
 
   functionCall(oid: number): void {
@@ -68,8 +77,12 @@ export class StatementTracker {
     );
   }
 
-  execute(portal: string, decision: CompletedStatement["decision"] = "allowed"): void {
-    this.push("extended", this.portalText(portal), decision);
+  execute(
+    portal: string,
+    decision: CompletedStatement["decision"] = "allowed",
+    approvalId?: string,
+  ): void {
+    this.push("extended", this.portalText(portal), decision, null, approvalId);
   }
 
   portalText(portal: string): string {
@@ -93,8 +106,10 @@ export class StatementTracker {
     decision: "blocked" | "denied",
     code: string,
     message: string,
+    approvalId?: string,
   ): void {
     this.onComplete({
+      ...(approvalId ? { approvalId } : {}),
       at: Date.now(),
       durationMs: 0,
       sql,
@@ -185,8 +200,10 @@ export class StatementTracker {
     sql: string,
     decision: CompletedStatement["decision"] = "allowed",
     inject: Buffer | null = null,
+    approvalId?: string,
   ): void {
     this.queue.push({
+      approvalId,
       kind,
       sql,
       decision,
@@ -241,6 +258,7 @@ export class StatementTracker {
       errorCode: p.errorCode,
       errorMessage: p.errorMessage,
       decision: p.decision,
+      ...(p.approvalId ? { approvalId: p.approvalId } : {}),
     });
   }
 }
