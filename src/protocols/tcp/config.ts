@@ -1,0 +1,148 @@
+import { z } from "zod";
+import { parseDuration } from "../../policy/duration.js";
+
+/*
+ * Config pieces the ssh, http and tcp connection types share, and the `type: tcp` connection.
+ *
+ * secretRef and principal repeat src/config/schema.ts's definitions on purpose: schema.ts will
+ * import these connection schemas into its connection union, and an import back from here
+ * would be a cycle whose top-level constants are not initialised yet when this module runs.
+ * Keep them in step with schema.ts.
+ */
+
+/** A secret is never written in the config itself: it names where to read it from. */
+export const secretRef = z.union(
+  [z.object({ env: z.string().min(1) }).strict(), z.object({ file: z.string().min(1) }).strict()],
+  { error: "expected { env: VAR } or { file: PATH }; secrets are never written inline" },
+);
+
+export const principal = z
+  .string()
+  .regex(
+    /^(group|role|user|app):.+$/,
+    "expected group:<id>, role:<app role>, user:<oid> or app:<oid>",
+  );
+
+export const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
+  message: 'expected a duration such as "30s", "10m", "1h" or "1h30m"',
+});
+
+export const policyAction = z.enum(["allow", "block", "hold"], {
+  error: "expected allow, block or hold",
+});
+
+export const allowDeny = z.enum(["allow", "deny"], { error: "expected allow or deny" });
+
+export const listOf = <T extends z.ZodType>(item: T) => z.array(item).min(1, "must not be empty");
+
+/** What every hold needs: approvers (here or on the policy), how many, how long. */
+export interface HoldSettings {
+  approvers?: string[] | undefined;
+  minApprovals?: number | undefined;
+  timeout?: string | undefined;
+}
+
+/**
+ * Rules that hold need approvers, on the rule or on the policy; only hold rules take hold
+ * settings. Shared by the ssh and http policy schemas.
+ */
+export function checkHoldRules(
+  p: HoldSettings & {
+    default: "allow" | "block" | "hold";
+    rules: (HoldSettings & { action: "allow" | "block" | "hold" })[];
+  },
+  ctx: z.RefinementCtx,
+): void {
+  if (p.default === "hold" && !p.approvers) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["default"],
+      message: "default: hold needs approvers: give approvers on the policy",
+    });
+  }
+  p.rules.forEach((r, i) => {
+    if (r.action === "hold" && !r.approvers && !p.approvers) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["rules", i, "approvers"],
+        message: "a hold rule needs approvers: give approvers here or on the policy",
+      });
+    }
+    if (r.action !== "hold") {
+      for (const f of ["approvers", "minApprovals", "timeout"] as const) {
+        if (r[f] !== undefined) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["rules", i, f],
+            message: `only a hold rule takes ${f} (this rule's action is ${r.action})`,
+          });
+        }
+      }
+    }
+  });
+}
+
+export const connectionName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]*$/i, "policy names use letters, digits, . _ -");
+
+// --- type: tcp ---------------------------------------------------------------------------------
+
+export const tcpTarget = z
+  .object({
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535),
+    /** Seconds to wait for the target to accept the connection. */
+    connectTimeout: z.number().positive().default(10),
+  })
+  .strict();
+export type TcpTarget = z.infer<typeof tcpTarget>;
+
+/**
+ * A raw TCP connection: the broker relays bytes and records the session (who, when, how many
+ * bytes), nothing more. It cannot understand what flows, so a policy with rules, masking or
+ * read-only mode cannot apply: `validateTcpPolicy` says so, for `gw broker check`.
+ */
+export const tcpConnection = z
+  .object({
+    type: z.literal("tcp"),
+    description: z.string().optional(),
+    target: tcpTarget,
+    allow: z.array(principal).min(1, "a connection must allow someone"),
+    /** A policy name (a key of `policies`); only a policy without rules or masking fits. */
+    policy: connectionName.optional(),
+  })
+  .strict();
+export type TcpConnectionConfig = z.infer<typeof tcpConnection>;
+
+/**
+ * What a policy would ask of a raw TCP connection. The shape is the broker's statement policy
+ * (src/config/schema.ts PolicyConfig) or any inline policy object; only what matters is read.
+ */
+export interface PolicyLike {
+  default?: unknown;
+  readOnly?: unknown;
+  rules?: readonly unknown[] | undefined;
+  mask?: unknown;
+}
+
+/**
+ * Returns why `policy` cannot apply to a `type: tcp` connection (it needs to understand the
+ * protocol: rules that block or hold, masking, read-only mode, a default other than allow),
+ * or null when it fits (or there is none).
+ */
+export function validateTcpPolicy(policy: PolicyLike | null | undefined): string | null {
+  if (policy === null || policy === undefined) return null;
+  const problems: string[] = [];
+  if (Array.isArray(policy.rules) && policy.rules.length > 0)
+    problems.push(`it has ${policy.rules.length} rule(s)`);
+  if (policy.mask !== undefined && policy.mask !== null) problems.push("it masks values");
+  if (policy.readOnly === true) problems.push("it makes sessions read-only");
+  if (policy.default !== undefined && policy.default !== "allow")
+    problems.push(`its default is ${String(policy.default)}`);
+  if (problems.length === 0) return null;
+  return (
+    `a tcp connection relays bytes it does not understand, so its policy can only allow: ` +
+    `${problems.join(", ")}. Use a protocol-aware type (postgres, ssh, http) or drop the policy`
+  );
+}
