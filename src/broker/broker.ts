@@ -50,6 +50,12 @@ export interface BrokerOptions {
   /** Overrides listen (tests use port 0). */
   listen?: { host: string; port: number };
   verifier?: TokenVerifier;
+  /**
+   * Close what a previous broker on this store left open (pending approvals, open sessions).
+   * Default: on for the embedded SQLite store, which one broker owns; a second broker sharing
+   * the file (tests) must not close the first one's live sessions.
+   */
+  recoverOrphans?: boolean;
 }
 
 interface LiveSession {
@@ -157,9 +163,10 @@ export class Broker {
     const b = new Broker(opts);
     // Requests left pending by a broker that died can never be released: close them. (An
     // embedded store has one broker; a shared store will need per-replica ownership.)
-    const orphans = "sqlite" in opts.config.store ? await b.approvals.cancelOrphans() : 0;
+    const recover = opts.recoverOrphans ?? "sqlite" in opts.config.store;
+    const orphans = recover ? await b.approvals.cancelOrphans() : 0;
     // Sessions a crashed broker left open are closed and sealed; retention runs now and daily.
-    await b.audit.start({ recoverOpenSessions: "sqlite" in opts.config.store });
+    await b.audit.start({ recoverOpenSessions: recover });
     if (orphans > 0)
       b.log.log("warn", "cancelled approval requests left pending by a previous broker", {
         count: orphans,

@@ -7,7 +7,16 @@ import { registerLogin } from "./commands/login.js";
 import { registerLogout } from "./commands/logout.js";
 import { registerWhoami } from "./commands/whoami.js";
 import { registerSessions } from "./commands/sessions.js";
+import { registerReplay } from "./commands/replay.js";
+import { registerAudit } from "./commands/audit.js";
+import { registerApprove } from "./commands/approve.js";
+import { registerApprovals } from "./commands/approvals.js";
 import { registerPolicy } from "./commands/policy-test.js";
+import { registerDemo } from "./commands/demo.js";
+import { registerCompletion } from "./commands/completion.js";
+import { registerMcp } from "./commands/mcp.js";
+import { registerPs } from "./commands/ps.js";
+import { registerDisconnect } from "./commands/disconnect.js";
 
 export function buildProgram(): Command {
   const program = new Command("gw")
@@ -21,9 +30,18 @@ export function buildProgram(): Command {
   registerLogout(program);
   registerWhoami(program);
   registerConnect(program);
+  registerPs(program);
+  registerDisconnect(program);
   registerSessions(program);
+  registerReplay(program);
+  registerAudit(program);
+  registerApprove(program);
+  registerApprovals(program);
   registerBroker(program);
   registerPolicy(program);
+  registerMcp(program);
+  registerDemo(program);
+  registerCompletion(program);
   return program;
 }
 

@@ -43,6 +43,8 @@ export type TunnelEvent =
       approvers: string[];
       expiresAt: number | null;
     }
+  /** The broker could not be reached for a new connection: it is tried again after retryInMs. */
+  | { type: "broker_unreachable"; id: number; attempt: number; retryInMs: number; error: GwError }
   /** ... and was decided: approved, denied, expired or cancelled. */
   | {
       type: "statement_decided";
@@ -63,7 +65,30 @@ export interface TunnelOptions {
   onEvent?: (e: TunnelEvent) => void;
   /** Labels the sessions as an AI agent's (recordings and policies tell agents from people). */
   agentLabel?: string | undefined;
+  /**
+   * A broker that cannot be reached (down, restarting, answering 502/503/504) is tried again for
+   * a new connection, with exponential backoff, while the local client waits: a tunnel outlives
+   * a broker restart. Default { initialDelayMs: 1000, maxDelayMs: 10000, maxWaitMs: 60000 };
+   * false refuses at once.
+   */
+  retry?: { initialDelayMs?: number; maxDelayMs?: number; maxWaitMs?: number } | false;
+  /**
+   * Runs on every accepted connection before its stream is opened (the local access guard,
+   * src/tunnel/local-password.ts): resolves with the bytes to send to the broker first, or null
+   * when it has answered the client itself and closed the connection.
+   */
+  gate?: (socket: Socket) => Promise<Buffer[] | null>;
 }
+
+/** Traffic through a tunnel since it opened; open streams included. */
+export interface TunnelStats {
+  streamsTotal: number;
+  streamsOpen: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+const RETRYABLE_STATUS = new Set([502, 503, 504]);
 
 export class Tunnel {
   private readonly streams = new Set<{ socket: Socket; ws: WebSocket | null }>();
@@ -71,6 +96,8 @@ export class Tunnel {
   private readonly agent: HttpsAgent;
   private readonly secureContext: SecureContext | undefined;
   private readonly refresher: TokenRefresher;
+  private readonly gating = new Set<Socket>();
+  private readonly totals = { streams: 0, bytesIn: 0, bytesOut: 0 };
 
   private constructor(
     private readonly server: Server,
@@ -139,21 +166,59 @@ export class Tunnel {
     return this.streams.size;
   }
 
+  get stats(): TunnelStats {
+    return {
+      streamsTotal: this.totals.streams,
+      streamsOpen: this.streams.size,
+      bytesIn: this.totals.bytesIn,
+      bytesOut: this.totals.bytesOut,
+    };
+  }
+
   async close(): Promise<void> {
     this.refresher.stop();
+    for (const s of this.gating) s.destroy();
+    const closing: WebSocket[] = [];
     for (const s of this.streams) {
-      s.ws?.close(1001);
+      if (s.ws) {
+        s.ws.close(1001);
+        closing.push(s.ws);
+      }
       s.socket.destroy();
     }
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // A broker that does not answer the close handshake (a session waiting on an approval, a
+    // broker that is gone) would keep the socket, and the process, for ws's 30 s close timeout.
+    const until = Date.now() + 500;
+    while (closing.some((ws) => ws.readyState !== WebSocket.CLOSED) && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    for (const ws of closing) if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
     this.agent.destroy();
   }
 
   private accept(socket: Socket): void {
+    const gate = this.opts.gate;
+    if (!gate) return this.serve(socket, []);
+    socket.on("error", () => undefined);
+    this.gating.add(socket);
+    gate(socket).then(
+      (first) => {
+        this.gating.delete(socket);
+        if (first !== null && !socket.destroyed) this.serve(socket, first);
+      },
+      () => {
+        this.gating.delete(socket);
+        socket.destroy();
+      },
+    );
+  }
+
+  private serve(socket: Socket, first: Buffer[]): void {
     const id = this.nextId++;
     const entry: { socket: Socket; ws: WebSocket | null } = { socket, ws: null };
     this.streams.add(entry);
-    const early: Buffer[] = [];
+    this.totals.streams++;
+    const early: Buffer[] = [...first];
     let bytesIn = 0;
     let bytesOut = 0;
     let refused = false;
@@ -186,151 +251,213 @@ export class Tunnel {
     // A client that leaves before its stream is open: abandon the stream, so no half-open
     // stream (and idle broker session) outlives it. Once open, the 'open' handler's own
     // close listener ends the stream.
+    let retryTimer: NodeJS.Timeout | undefined;
+    const startedAt = Date.now();
+    const retry = this.opts.retry === false ? null : (this.opts.retry ?? {});
     socket.once("close", () => {
+      if (retryTimer !== undefined) {
+        clearTimeout(retryTimer);
+        retryTimer = undefined;
+        this.streams.delete(entry);
+        return;
+      }
       const ws = entry.ws;
-      if (ws === null) this.streams.delete(entry);
+      if (ws === null || ws.readyState === WebSocket.CLOSED) this.streams.delete(entry);
       else if (ws.readyState === WebSocket.CONNECTING) {
         refused = true;
         ws.terminate();
       }
     });
 
-    // token() may throw (not signed in): that must refuse this stream, not crash the process.
-    this.refresher.token().then(
-      (token) => {
+    /**
+     * The broker cannot be reached (or is restarting): try again later while the client waits,
+     * unless the client left or the wait would run too long. Returns false to refuse now.
+     */
+    let attempt = 0;
+    const later = (err: GwError): boolean => {
+      if (retry === null || socket.destroyed || refused) return false;
+      attempt++;
+      const delay = Math.min(
+        (retry.initialDelayMs ?? 1000) * 2 ** (attempt - 1),
+        retry.maxDelayMs ?? 10_000,
+      );
+      if (Date.now() + delay - startedAt > (retry.maxWaitMs ?? 60_000)) return false;
+      emit({ type: "broker_unreachable", id, attempt, retryInMs: delay, error: err });
+      retryTimer = setTimeout(() => {
+        retryTimer = undefined;
         if (socket.destroyed) return void this.streams.delete(entry);
-        const target = this.opts.client.tunnelUrl(this.opts.connection.name);
-        const url = this.opts.agentLabel
-          ? `${target}?agent=${encodeURIComponent(this.opts.agentLabel)}`
-          : target;
-        const ws = new WebSocket(url, {
-          headers: { authorization: `Bearer ${token}` },
-          perMessageDeflate: false,
-          // Masking exists for browsers on shared proxies; over TLS from a CLI it only costs a
-          // copy and an XOR per frame. An all-zero mask is valid and lets ws skip both.
-          generateMask: zeroMask,
-          ...(this.opts.client.tunnelUrl("x").startsWith("wss:")
-            ? {
-                agent: this.agent,
-                ...(this.secureContext ? { secureContext: this.secureContext } : {}),
+        open();
+      }, delay);
+      return true;
+    };
+
+    // token() may throw (not signed in): that must refuse this stream, not crash the process.
+    const open = () =>
+      this.refresher.token().then(
+        (token) => {
+          if (socket.destroyed) return void this.streams.delete(entry);
+          const target = this.opts.client.tunnelUrl(this.opts.connection.name);
+          const url = this.opts.agentLabel
+            ? `${target}?agent=${encodeURIComponent(this.opts.agentLabel)}`
+            : target;
+          const ws = new WebSocket(url, {
+            headers: { authorization: `Bearer ${token}` },
+            perMessageDeflate: false,
+            // Masking exists for browsers on shared proxies; over TLS from a CLI it only costs a
+            // copy and an XOR per frame. An all-zero mask is valid and lets ws skip both.
+            generateMask: zeroMask,
+            ...(this.opts.client.tunnelUrl("x").startsWith("wss:")
+              ? {
+                  agent: this.agent,
+                  ...(this.secureContext ? { secureContext: this.secureContext } : {}),
+                }
+              : {}),
+            handshakeTimeout: 15_000,
+            maxPayload: 256 * 1024 * 1024,
+          });
+          entry.ws = ws;
+          /** This attempt failed and another one is scheduled: its events are no longer ours. */
+          let superseded = false;
+          ws.on("unexpected-response", (_req, res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () => {
+              let body: unknown;
+              try {
+                body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+              } catch {
+                body = undefined;
               }
-            : {}),
-          handshakeTimeout: 15_000,
-          maxPayload: 256 * 1024 * 1024,
-        });
-        entry.ws = ws;
-        ws.on("unexpected-response", (_req, res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () => {
-            let body: unknown;
+              const status = res.statusCode ?? 500;
+              const err = httpError(this.opts.client.url, status, body);
+              if (RETRYABLE_STATUS.has(status) && later(err)) superseded = true;
+              else refuse(err);
+              ws.terminate();
+            });
+          });
+          ws.on("error", (err) => {
+            if (superseded || ws.readyState === WebSocket.OPEN) return;
+            const e = unreachable(this.opts.client.url, err);
+            if (isNetworkFailure(err) && later(e)) superseded = true;
+            else refuse(e);
+          });
+          ws.on("open", () => {
+            emit({ type: "stream_open", id });
+            socket.off("data", onEarly);
+            for (const c of early) {
+              bytesIn += c.length;
+              this.totals.bytesIn += c.length;
+              ws.send(c, SEND_OPTS);
+            }
+            early.length = 0;
+            const raw = (ws as unknown as { _socket?: Socket })._socket;
+            raw?.on("drain", () => socket.resume());
+            socket.on("data", (c: Buffer) => {
+              bytesIn += c.length;
+              this.totals.bytesIn += c.length;
+              ws.send(c, SEND_OPTS);
+              if (ws.bufferedAmount > HIGH_WATER) socket.pause();
+            });
+            socket.on("drain", () => ws.resume());
+            socket.on("end", () => ws.close(1000));
+            socket.on("close", () => {
+              if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+            });
+          });
+          ws.on("message", (data: Buffer, isBinary: boolean) => {
+            if (isBinary) {
+              bytesOut += data.length;
+              this.totals.bytesOut += data.length;
+              if (!socket.write(data)) ws.pause();
+              return;
+            }
             try {
-              body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+              const msg = JSON.parse(data.toString("utf8")) as {
+                type?: string;
+                id?: string;
+                code?: string;
+                message?: string;
+              };
+              if (msg.type === "session" && typeof msg.id === "string")
+                emit({ type: "session", id, session: msg.id });
+              else if (msg.type === "token_rejected")
+                emit({
+                  type: "token_rejected",
+                  id,
+                  code: String(msg.code),
+                  message: String(msg.message),
+                });
+              else if (msg.type === "sign_in_expired") emit({ type: "sign_in_expired", id });
+              else if (msg.type === "statement_held") {
+                const m = msg as {
+                  request?: unknown;
+                  sql?: unknown;
+                  approvers?: unknown;
+                  expiresAt?: unknown;
+                };
+                emit({
+                  type: "statement_held",
+                  id,
+                  request: String(m.request),
+                  sql: String(m.sql ?? ""),
+                  approvers: Array.isArray(m.approvers) ? m.approvers.map(String) : [],
+                  expiresAt: typeof m.expiresAt === "number" ? m.expiresAt : null,
+                });
+              } else if (msg.type === "statement_decided") {
+                const m = msg as {
+                  request?: unknown;
+                  outcome?: unknown;
+                  by?: unknown;
+                  reason?: unknown;
+                };
+                emit({
+                  type: "statement_decided",
+                  id,
+                  request: String(m.request),
+                  outcome: String(m.outcome),
+                  ...(typeof m.by === "string" ? { by: m.by } : {}),
+                  ...(typeof m.reason === "string" ? { reason: m.reason } : {}),
+                });
+              }
             } catch {
-              body = undefined;
+              // Unknown control messages are ignored: newer brokers may send more.
             }
-            refuse(httpError(this.opts.client.url, res.statusCode ?? 500, body));
-            ws.terminate();
           });
-        });
-        ws.on("error", (err) => {
-          if (ws.readyState !== WebSocket.OPEN) refuse(unreachable(this.opts.client.url, err));
-        });
-        ws.on("open", () => {
-          emit({ type: "stream_open", id });
-          socket.off("data", onEarly);
-          for (const c of early) {
-            bytesIn += c.length;
-            ws.send(c, SEND_OPTS);
-          }
-          early.length = 0;
-          const raw = (ws as unknown as { _socket?: Socket })._socket;
-          raw?.on("drain", () => socket.resume());
-          socket.on("data", (c: Buffer) => {
-            bytesIn += c.length;
-            ws.send(c, SEND_OPTS);
-            if (ws.bufferedAmount > HIGH_WATER) socket.pause();
-          });
-          socket.on("drain", () => ws.resume());
-          socket.on("end", () => ws.close(1000));
-          socket.on("close", () => {
-            if (ws.readyState === WebSocket.OPEN) ws.close(1000);
-          });
-        });
-        ws.on("message", (data: Buffer, isBinary: boolean) => {
-          if (isBinary) {
-            bytesOut += data.length;
-            if (!socket.write(data)) ws.pause();
-            return;
-          }
-          try {
-            const msg = JSON.parse(data.toString("utf8")) as {
-              type?: string;
-              id?: string;
-              code?: string;
-              message?: string;
-            };
-            if (msg.type === "session" && typeof msg.id === "string")
-              emit({ type: "session", id, session: msg.id });
-            else if (msg.type === "token_rejected")
-              emit({
-                type: "token_rejected",
-                id,
-                code: String(msg.code),
-                message: String(msg.message),
-              });
-            else if (msg.type === "sign_in_expired") emit({ type: "sign_in_expired", id });
-            else if (msg.type === "statement_held") {
-              const m = msg as {
-                request?: unknown;
-                sql?: unknown;
-                approvers?: unknown;
-                expiresAt?: unknown;
-              };
-              emit({
-                type: "statement_held",
-                id,
-                request: String(m.request),
-                sql: String(m.sql ?? ""),
-                approvers: Array.isArray(m.approvers) ? m.approvers.map(String) : [],
-                expiresAt: typeof m.expiresAt === "number" ? m.expiresAt : null,
-              });
-            } else if (msg.type === "statement_decided") {
-              const m = msg as {
-                request?: unknown;
-                outcome?: unknown;
-                by?: unknown;
-                reason?: unknown;
-              };
-              emit({
-                type: "statement_decided",
-                id,
-                request: String(m.request),
-                outcome: String(m.outcome),
-                ...(typeof m.by === "string" ? { by: m.by } : {}),
-                ...(typeof m.reason === "string" ? { reason: m.reason } : {}),
-              });
+          ws.on("close", () => {
+            if (superseded) return;
+            this.streams.delete(entry);
+            if (!refused) {
+              socket.end();
+              emit({ type: "stream_closed", id, bytesIn, bytesOut });
             }
-          } catch {
-            // Unknown control messages are ignored: newer brokers may send more.
-          }
-        });
-        ws.on("close", () => {
+          });
+        },
+        (err: unknown) => {
           this.streams.delete(entry);
-          if (!refused) {
-            socket.end();
-            emit({ type: "stream_closed", id, bytesIn, bytesOut });
-          }
-        });
-      },
-      (err: unknown) => {
-        this.streams.delete(entry);
-        refuse(
-          err instanceof GwError
-            ? err
-            : new GwError("token_unavailable", String(err), { exitCode: ExitCode.auth }),
-        );
-      },
-    );
+          refuse(
+            err instanceof GwError
+              ? err
+              : new GwError("token_unavailable", String(err), { exitCode: ExitCode.auth }),
+          );
+        },
+      );
+    open();
   }
+}
+
+/** Errors that mean "nobody answered" (worth trying again), not "the answer was no". */
+function isNetworkFailure(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? "";
+  return (
+    [
+      "ECONNREFUSED",
+      "ECONNRESET",
+      "ETIMEDOUT",
+      "EHOSTUNREACH",
+      "ENETUNREACH",
+      "EPIPE",
+      "EAI_AGAIN",
+    ].includes(code) ||
+    /socket hang up|Opening handshake has timed out/i.test(String((err as Error)?.message))
+  );
 }

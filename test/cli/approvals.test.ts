@@ -161,7 +161,7 @@ describe("gw approvals", () => {
     expect(show.stdout).toContain("\n  DELETE FROM t\n");
     expect(show.stdout).toContain("  requester    Dana DBA (user), oid ");
     expect(show.stdout).toContain("  application  cli-test");
-    expect(show.stdout).toContain("  rule         #1 kind: [delete], where: absent");
+    expect(show.stdout).toContain("  rule         #1 bulk-delete: kind: [delete], where: absent");
     expect(show.stdout).toContain("  reason       a DELETE without WHERE needs an auditor");
     expect(show.stdout).toContain(
       `  approvers    group:${GROUP_AUDIT}, role:gw.connect (1 needed)`,

@@ -346,6 +346,8 @@ describe("bad input", () => {
     expect(defaults.maxMessageBytes).toBeGreaterThan(SMALL_LIMIT);
     const defaultLogs: string[] = [];
     defaultBroker = await Broker.start({
+      // A second broker on the same store: the first one's sessions are not orphans.
+      recoverOrphans: false,
       config: { ...stack.config, limits: defaults },
       store: stack.store,
       listen: { host: "127.0.0.1", port: 0 },
@@ -748,6 +750,8 @@ describe("bad input", () => {
         },
       });
       const gatedBroker = await Broker.start({
+        // A second broker on the same store: the first one's sessions are not orphans.
+        recoverOrphans: false,
         config: stack.config,
         store: gated,
         listen: { host: "127.0.0.1", port: 0 },

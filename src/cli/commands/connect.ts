@@ -4,6 +4,49 @@ import { Tunnel, type TunnelEvent } from "../../tunnel/tunnel.js";
 import { firstFreePort, rememberPort, rememberedPort } from "../../tunnel/port-memory.js";
 import { brokerClient, currentToken, type BrokerFlags } from "../context.js";
 import { bold, dim, green, info, red, yellow } from "../output.js";
+import { rememberConnections } from "../completion/cache.js";
+import { localPasswordGate, newLocalPassword } from "../../tunnel/local-password.js";
+import { isDetachedChild, spawnDetached } from "../../tunnel/detach/process.js";
+import { runningTunnel, startDetachedChild } from "../../tunnel/detach/child.js";
+
+type ConnectOptions = BrokerFlags & {
+  port?: string;
+  bind: string;
+  json?: boolean;
+  agent?: string;
+  detach?: boolean;
+  localPassword?: boolean;
+};
+
+/** `gw connect --detach` in the foreground process: start the background one and report it. */
+async function connectDetached(name: string, opts: ConnectOptions): Promise<void> {
+  const json = opts.json === true;
+  const running = runningTunnel(name);
+  if (running) {
+    // Idempotent, so MCP configs and scripts can say "make sure it runs".
+    const { localPassword: _secret, ...shown } = running;
+    if (json) printJsonLine({ ...shown, detached: true, alreadyRunning: true });
+    else
+      info(
+        `${bold(name)} already runs in the background (pid ${running.pid}) on ${running.host}:${running.port}\n\n  ${running.command}\n\n${dim(`log: ${running.logFile} · stop it: gw disconnect ${name}`)}`,
+      );
+    return;
+  }
+  const started = await spawnDetached(
+    name,
+    process.argv.slice(2).filter((a) => a !== "--detach" && a !== "-d"),
+  );
+  const r = started.ready;
+  if (json) return printJsonLine({ ...r, logFile: started.logFile, detached: true });
+  const listen = r["listen"] as { host: string; port: number };
+  info(`${bold(name)} via ${String(r["broker"])}`);
+  info(`listening on ${listen.host}:${listen.port} in the background (pid ${started.pid})`);
+  info("");
+  info(`  ${String(r["command"])}`);
+  info("");
+  info(dim(`log: ${started.logFile}`));
+  info(dim(`see it: gw ps · stop it: gw disconnect ${name}`));
+}
 
 /** The tunnel's description as one line of JSON (the process keeps running after it). */
 function printJsonLine(value: unknown): void {
@@ -47,147 +90,198 @@ export function registerConnect(program: Command): void {
       "--agent <name>",
       "label this tunnel's sessions as an AI agent's (e.g. the MCP server's name)",
     )
+    .option(
+      "-d, --detach",
+      "run in the background (survives the terminal; see gw ps, stop with gw disconnect)",
+    )
+    .option(
+      "--local-password",
+      "local clients must give a random per-tunnel password (for shared machines)",
+    )
     .addHelpText(
       "after",
-      '\nExamples:\n  gw connect db-prod\n  gw connect db-prod --port 0 --json\n  psql "postgresql://127.0.0.1:5433/app"',
+      [
+        "",
+        "Examples:",
+        "  gw connect db-prod",
+        '  psql "postgresql://127.0.0.1:5433/app"',
+        "  gw connect db-prod --port 0 --json",
+        "  gw connect db-prod --detach                  # background; gw ps, gw disconnect db-prod",
+        "  gw connect db-prod --agent claude --detach   # an MCP server's tunnel (gw mcp config)",
+        "  gw connect db-prod --local-password          # other local users cannot ride the tunnel",
+        "",
+        "When the broker restarts or is briefly unreachable, each new local connection retries it",
+        "with backoff (up to a minute) while the tunnel keeps listening.",
+      ].join("\n"),
     )
-    .action(
-      async (
-        name: string,
-        opts: BrokerFlags & { port?: string; bind: string; json?: boolean; agent?: string },
-      ) => {
-        const client = await brokerClient(opts);
-        const connections = await client.connections();
-        const conn = connections.find((c) => c.name === name);
-        if (!conn) {
-          const names = connections.map((c) => c.name).join(", ");
-          throw new GwError(
-            "connection_not_found",
-            `no connection "${name}" that you may use on ${client.url}`,
-            {
-              exitCode: ExitCode.failure,
-              hint: names
-                ? `Yours: ${names}.`
-                : "You may use no connections on this broker; ask its operators for access.",
-            },
-          );
-        }
-        const explicit = opts.port !== undefined;
-        let port = explicit
-          ? parsePort(opts.port!)
-          : (rememberedPort(name) ??
-            (await firstFreePort(opts.bind, DEFAULT_BASE_PORT[conn.type] ?? 15000)));
-        const json = opts.json === true;
-        // Sign-in trouble is said once per failure streak, not at every retry.
-        let refreshFailing = false;
-        const onEvent = (e: TunnelEvent) => {
-          // Sessions about to end (or ended) for the sign-in concern the person whatever the
-          // output mode: stderr, with --json too (stdout keeps its one JSON line).
-          if (e.type === "token_refresh_failed") {
-            if (refreshFailing) return;
-            refreshFailing = true;
-            const why = e.error instanceof Error ? e.error.message : String(e.error);
-            const when =
-              e.expiresAt === null
-                ? "when your current sign-in expires"
-                : `at ${clockTime(e.expiresAt)}, when your current sign-in expires`;
-            info(
-              `${yellow("warning:")} could not refresh your sign-in (${why}); open sessions end ${when}. Run \`gw login\` to sign in again.`,
-            );
-            return;
-          }
-          if (e.type === "token_refreshed" && refreshFailing) {
-            refreshFailing = false;
-            info(`${green("sign-in refreshed:")} open sessions continue.`);
-            return;
-          }
-          if (e.type === "sign_in_expired") {
-            info(
-              red(
-                `[${clockTime(Date.now())}] connection #${e.id} ended: your sign-in expired. Run \`gw login\`, then reconnect.`,
-              ),
-            );
-            return;
-          }
-          // A held statement: the person (or the agent's operator) waits on someone; say who.
-          if (e.type === "statement_held") {
-            info(
-              `${yellow(`[${clockTime(Date.now())}] held:`)} connection #${e.id}: request ${e.request} waits for approval by ${e.approvers.join(", ")}` +
-                `${e.expiresAt ? ` (until ${clockTime(e.expiresAt)})` : ""}\n    ${e.sql.replace(/\s+/g, " ")}`,
-            );
-            return;
-          }
-          if (e.type === "statement_decided") {
-            const text =
-              e.outcome === "approved"
-                ? green(`[${clockTime(Date.now())}] approved:`) +
-                  ` request ${e.request}; the statement runs`
-                : red(`[${clockTime(Date.now())}] ${e.outcome}:`) +
-                  ` request ${e.request}${e.by ? ` by ${e.by}` : ""}${e.reason ? `: ${e.reason}` : ""}`;
-            info(text);
-            return;
-          }
-          if (json) return;
-          if (e.type === "session")
-            info(
-              dim(
-                `[${new Date().toLocaleTimeString()}] connection #${e.id} opened: session ${e.session}`,
-              ),
-            );
-          else if (e.type === "stream_closed")
-            info(
-              dim(
-                `[${new Date().toLocaleTimeString()}] connection #${e.id} closed (${e.bytesIn} B in, ${e.bytesOut} B out)`,
-              ),
-            );
-          else if (e.type === "stream_refused")
-            info(`${red("refused:")} connection #${e.id}: ${e.error.message}`);
-        };
-        const tunnel = await Tunnel.open({
-          client,
-          connection: conn,
-          token: () => currentToken(opts),
-          bind: opts.bind,
-          port,
-          onEvent,
-          agentLabel: opts.agent,
-        });
-        const requested = port;
-        port = tunnel.address.port;
-        // --port 0 asks for any free port this once: not a choice to remember.
-        if (!explicit || requested !== 0) rememberPort(name, port);
-        const host = tunnel.address.host.includes(":")
-          ? `[${tunnel.address.host}]`
-          : tunnel.address.host;
-        const url = `postgresql://${host}:${port}/${encodeURIComponent(conn.database)}`;
-        const command = `psql "${url}"`;
-        if (json) {
-          // One line: a script reading a process that keeps running reads up to the newline.
-          printJsonLine({
-            connection: name,
-            type: conn.type,
-            broker: client.url,
-            listen: { host: tunnel.address.host, port },
-            url,
-            command,
-            pid: process.pid,
-          });
-        } else {
+    .action(async (name: string, opts: ConnectOptions) => {
+      if (opts.detach && !isDetachedChild()) return connectDetached(name, opts);
+      // A detached tunnel's output is its log: what a person at a terminal would see.
+      const detached = isDetachedChild() ? startDetachedChild(name) : null;
+      const client = await brokerClient(opts);
+      const connections = await client.connections();
+      try {
+        rememberConnections(
+          client.url,
+          connections.map((c) => c.name),
+        );
+      } catch {
+        // the completion cache is a convenience
+      }
+      const conn = connections.find((c) => c.name === name);
+      if (!conn) {
+        const names = connections.map((c) => c.name).join(", ");
+        throw new GwError(
+          "connection_not_found",
+          `no connection "${name}" that you may use on ${client.url}`,
+          {
+            exitCode: ExitCode.failure,
+            hint: names
+              ? `Yours: ${names}.`
+              : "You may use no connections on this broker; ask its operators for access.",
+          },
+        );
+      }
+      const explicit = opts.port !== undefined;
+      let port = explicit
+        ? parsePort(opts.port!)
+        : (rememberedPort(name) ??
+          (await firstFreePort(opts.bind, DEFAULT_BASE_PORT[conn.type] ?? 15000)));
+      const json = opts.json === true && detached === null;
+      // Sign-in trouble is said once per failure streak, not at every retry.
+      let refreshFailing = false;
+      const onEvent = (e: TunnelEvent) => {
+        // Sessions about to end (or ended) for the sign-in concern the person whatever the
+        // output mode: stderr, with --json too (stdout keeps its one JSON line).
+        if (e.type === "token_refresh_failed") {
+          if (refreshFailing) return;
+          refreshFailing = true;
+          const why = e.error instanceof Error ? e.error.message : String(e.error);
+          const when =
+            e.expiresAt === null
+              ? "when your current sign-in expires"
+              : `at ${clockTime(e.expiresAt)}, when your current sign-in expires`;
           info(
-            `${bold(name)}${conn.description ? ` (${conn.description})` : ""} via ${client.url}`,
+            `${yellow("warning:")} could not refresh your sign-in (${why}); open sessions end ${when}. Run \`gw login\` to sign in again.`,
           );
-          info(`listening on ${host}:${port}`);
-          info("");
-          info(`  ${command}`);
-          info("");
-          info(dim("Press Ctrl-C to close the tunnel."));
+          return;
         }
-        await new Promise<void>((resolve) => {
-          process.once("SIGINT", resolve);
-          process.once("SIGTERM", resolve);
-        });
-        await tunnel.close();
-        if (!json) info("tunnel closed");
-      },
-    );
+        if (e.type === "token_refreshed" && refreshFailing) {
+          refreshFailing = false;
+          info(`${green("sign-in refreshed:")} open sessions continue.`);
+          return;
+        }
+        if (e.type === "sign_in_expired") {
+          info(
+            red(
+              `[${clockTime(Date.now())}] connection #${e.id} ended: your sign-in expired. Run \`gw login\`, then reconnect.`,
+            ),
+          );
+          return;
+        }
+        // A held statement: the person (or the agent's operator) waits on someone; say who.
+        if (e.type === "statement_held") {
+          info(
+            `${yellow(`[${clockTime(Date.now())}] held:`)} connection #${e.id}: request ${e.request} waits for approval by ${e.approvers.join(", ")}` +
+              `${e.expiresAt ? ` (until ${clockTime(e.expiresAt)})` : ""}\n    ${e.sql.replace(/\s+/g, " ")}`,
+          );
+          return;
+        }
+        if (e.type === "broker_unreachable") {
+          info(
+            `${yellow(`[${clockTime(Date.now())}] broker unreachable, retrying in ${Math.max(1, Math.round(e.retryInMs / 1000))}s`)} (connection #${e.id}, attempt ${e.attempt}): ${e.error.message}`,
+          );
+          return;
+        }
+        if (e.type === "statement_decided") {
+          const text =
+            e.outcome === "approved"
+              ? green(`[${clockTime(Date.now())}] approved:`) +
+                ` request ${e.request}; the statement runs`
+              : red(`[${clockTime(Date.now())}] ${e.outcome}:`) +
+                ` request ${e.request}${e.by ? ` by ${e.by}` : ""}${e.reason ? `: ${e.reason}` : ""}`;
+          info(text);
+          return;
+        }
+        if (json) return;
+        if (e.type === "session")
+          info(
+            dim(
+              `[${new Date().toLocaleTimeString()}] connection #${e.id} opened: session ${e.session}`,
+            ),
+          );
+        else if (e.type === "stream_closed")
+          info(
+            dim(
+              `[${new Date().toLocaleTimeString()}] connection #${e.id} closed (${e.bytesIn} B in, ${e.bytesOut} B out)`,
+            ),
+          );
+        else if (e.type === "stream_refused")
+          info(`${red("refused:")} connection #${e.id}: ${e.error.message}`);
+      };
+      const localPassword = opts.localPassword ? newLocalPassword() : null;
+      const tunnel = await Tunnel.open({
+        client,
+        connection: conn,
+        token: () => currentToken(opts),
+        bind: opts.bind,
+        port,
+        onEvent,
+        agentLabel: opts.agent,
+        ...(localPassword
+          ? {
+              gate: localPasswordGate(localPassword, {
+                onRefused: (why) =>
+                  info(`${red(`[${clockTime(Date.now())}] refused a local client:`)} ${why}`),
+              }),
+            }
+          : {}),
+      });
+      const requested = port;
+      port = tunnel.address.port;
+      // --port 0 asks for any free port this once: not a choice to remember.
+      if (!explicit || requested !== 0) rememberPort(name, port);
+      const host = tunnel.address.host.includes(":")
+        ? `[${tunnel.address.host}]`
+        : tunnel.address.host;
+      const credentials = localPassword ? `gw:${localPassword}@` : "";
+      const url = `postgresql://${credentials}${host}:${port}/${encodeURIComponent(conn.database)}`;
+      const command = `psql "${url}"`;
+      const summary = {
+        connection: name,
+        type: conn.type,
+        broker: client.url,
+        listen: { host: tunnel.address.host, port },
+        url,
+        command,
+        pid: process.pid,
+        ...(localPassword ? { localPassword } : {}),
+        ...(opts.agent ? { agent: opts.agent } : {}),
+      };
+      detached?.ready(tunnel, summary, await currentToken(opts));
+      if (json) {
+        // One line: a script reading a process that keeps running reads up to the newline.
+        printJsonLine(summary);
+      } else {
+        info(`${bold(name)}${conn.description ? ` (${conn.description})` : ""} via ${client.url}`);
+        info(`listening on ${host}:${port}`);
+        info("");
+        info(`  ${command}`);
+        info("");
+        info(
+          dim(
+            detached
+              ? "Running in the background: gw disconnect to stop it."
+              : "Press Ctrl-C to close the tunnel.",
+          ),
+        );
+      }
+      await new Promise<void>((resolve) => {
+        process.once("SIGINT", resolve);
+        process.once("SIGTERM", resolve);
+      });
+      detached?.stopping();
+      await tunnel.close();
+      if (!json) info("tunnel closed");
+    });
 }
