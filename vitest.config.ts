@@ -11,5 +11,9 @@ export default defineConfig({
     pool: "forks",
     // CI has 2 cores; more workers than that only makes initdb runs fight for CPU.
     maxWorkers: 2,
+    // ink renders only the final frame when it thinks it runs in CI (is-in-ci reads CI at
+    // import); the terminal UIs are tested frame by frame, so the code under test is told it
+    // is not. Vitest's own reporter runs in the main process and still sees the real CI.
+    env: { CI: "false" },
   },
 });

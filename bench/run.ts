@@ -4,13 +4,16 @@
  * Starts a throwaway PostgreSQL (pgbench scale 10), pgbouncer in session mode, and gw (local
  * Entra issuer, HTTPS broker, tunnel), then runs every workload against the three targets
  * interleaved (direct, pgbouncer, gw, direct, pgbouncer, gw, ...) so that drift in the
- * machine's speed hits them alike. Reports medians and gw's ratios; see bench/README.md.
+ * machine's speed hits them alike. Reports medians and gw's ratios. Then it times approvals:
+ * a statement the policy holds, approved by a second identity, until it runs. See
+ * bench/README.md.
  */
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { startGw, GW_BIN } from "./lib/gw.js";
+import { measureApprovals, type ApprovalResult } from "./lib/approvals.js";
+import { startGw, GW_BIN, POLICY_CONNECTION, REQUESTER_OID } from "./lib/gw.js";
 import { startPgbouncer } from "./lib/pgbouncer.js";
 import { isRoot, startPostgres } from "./lib/postgres.js";
 import {
@@ -32,12 +35,16 @@ const MAX_CONNECTIONS = 200;
 const POOL_SIZE = 20;
 const PAUSE_MS = 1000;
 const ROOT = resolve(dirname(GW_BIN), "..");
+/** --only's name for the approvals measurement. */
+const APPROVAL = "approval";
+const APPROVAL_GOAL_P50_MS = 100;
 
 const USAGE = `Usage: npm run bench -- [options]
 
   --duration SECONDS   length of each run (default 15)
   --rounds N           runs per workload and target, interleaved (default 3)
-  --only NAME,...      workloads to run: ${WORKLOADS.map((w) => w.name).join(", ")}
+  --only NAME,...      what to run: ${[...WORKLOADS.map((w) => w.name), APPROVAL].join(", ")}
+  --approvals N        held statements to approve, one at a time (default 30; 0: none)
   --json PATH          also write the results here (they always go to bench/results/)
   --profile DIR        run the gw broker and tunnel with --cpu-prof; .cpuprofile files go to DIR
   -h, --help           this text`;
@@ -46,6 +53,8 @@ interface Options {
   duration: number;
   rounds: number;
   workloads: Workload[];
+  /** Held statements to approve; 0 when the approvals measurement is not run. */
+  approvals: number;
   json: string | undefined;
   profile: string | undefined;
 }
@@ -57,6 +66,7 @@ function parseOptions(argv: string[]): Options {
       duration: { type: "string", default: "15" },
       rounds: { type: "string", default: "3" },
       only: { type: "string" },
+      approvals: { type: "string", default: "30" },
       json: { type: "string" },
       profile: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -71,21 +81,25 @@ function parseOptions(argv: string[]): Options {
   if (!Number.isInteger(duration) || duration < 1)
     throw new Error("--duration must be a whole number of seconds ≥ 1");
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error("--rounds must be an integer ≥ 1");
+  let approvals = Number(values.approvals);
+  if (!Number.isInteger(approvals) || approvals < 0)
+    throw new Error("--approvals must be an integer ≥ 0");
   let workloads = WORKLOADS;
   if (values.only) {
     const names = values.only
       .split(",")
       .map((s) => s.trim())
       .filter((s) => s !== "");
-    const unknown = names.filter((n) => !WORKLOADS.some((w) => w.name === n));
+    const known = [...WORKLOADS.map((w) => w.name), APPROVAL];
+    const unknown = names.filter((n) => !known.includes(n));
     if (unknown.length > 0)
-      throw new Error(
-        `unknown workload ${unknown.join(", ")}; known: ${WORKLOADS.map((w) => w.name).join(", ")}`,
-      );
+      throw new Error(`unknown workload ${unknown.join(", ")}; known: ${known.join(", ")}`);
     workloads = WORKLOADS.filter((w) => names.includes(w.name));
+    if (!names.includes(APPROVAL)) approvals = 0;
   }
+  if (workloads.length === 0 && approvals === 0) throw new Error("nothing to run");
   const profile = values.profile === undefined ? undefined : resolve(values.profile);
-  return { duration, rounds, workloads, json: values.json, profile };
+  return { duration, rounds, workloads, approvals, json: values.json, profile };
 }
 
 const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
@@ -148,8 +162,19 @@ function summarize(w: Workload, runs: WorkloadResult["runs"], targets: Target[])
   };
 }
 
-function printReport(results: WorkloadResult[], workloads: Workload[], opts: Options): void {
+function printReport(
+  results: WorkloadResult[],
+  approvals: ApprovalResult | undefined,
+  opts: Options,
+): void {
   const out: string[] = [];
+  if (results.length > 0) printWorkloads(out, results, opts);
+  if (approvals) printApprovals(out, approvals);
+  console.log(out.join("\n"));
+}
+
+function printWorkloads(out: string[], results: WorkloadResult[], opts: Options): void {
+  const workloads = opts.workloads;
   out.push(
     `\ngw bench: medians of ${opts.rounds} interleaved run${opts.rounds > 1 ? "s" : ""}, ${opts.duration} s each\n`,
   );
@@ -202,7 +227,30 @@ function printReport(results: WorkloadResult[], workloads: Workload[], opts: Opt
   );
   if (failures.length > 0)
     out.push(`\nFailed runs (left out of the medians):\n${failures.join("\n")}`);
-  console.log(out.join("\n"));
+}
+
+function printApprovals(out: string[], a: ApprovalResult): void {
+  out.push(
+    `\nApprovals: ${a.iterations} held statement${a.iterations === 1 ? "" : "s"} on ${a.connection}, one at a time, in ms` +
+      ` (goal: approve → running p50 ≤ ${APPROVAL_GOAL_P50_MS} ms)\n`,
+  );
+  const row = (label: string, s: ApprovalResult["holdVisibleMs"]) => [
+    label,
+    fmtValue(s.p50),
+    fmtValue(s.p90),
+    fmtValue(s.max),
+  ];
+  out.push(
+    table(
+      ["measure", "p50", "p90", "max"],
+      [
+        row("approve → statement running", a.approveToRunningMs),
+        row("approve → POST answered", a.approveAnsweredMs),
+        row("hold → visible to approver", a.holdVisibleMs),
+      ],
+    ),
+  );
+  if (a.error) out.push(`\nApprovals stopped early: ${a.error}`);
 }
 
 async function main(): Promise<number> {
@@ -217,9 +265,15 @@ async function main(): Promise<number> {
   say(`PostgreSQL: initdb and start (temp dir ${base})`);
   const pg = await startPostgres(base, { maxConnections: MAX_CONNECTIONS });
   const directEnv = { ...pg.clientEnv(), PGPASSWORD: pg.password };
-  say(`PostgreSQL ${pg.version} on port ${pg.port}; pgbench -i -s ${SCALE}`);
-  await runOk(join(pg.binDir, "pgbench"), ["-i", "-q", "-s", String(SCALE)], { env: directEnv });
-  await runOk(join(pg.binDir, "psql"), ["-X", "-q", "-c", "VACUUM ANALYZE"], { env: directEnv });
+  // The approvals measurement alone needs no pgbench tables.
+  const pgbenchData = opts.workloads.length > 0;
+  say(
+    `PostgreSQL ${pg.version} on port ${pg.port}${pgbenchData ? `; pgbench -i -s ${SCALE}` : ""}`,
+  );
+  if (pgbenchData) {
+    await runOk(join(pg.binDir, "pgbench"), ["-i", "-q", "-s", String(SCALE)], { env: directEnv });
+    await runOk(join(pg.binDir, "psql"), ["-X", "-q", "-c", "VACUUM ANALYZE"], { env: directEnv });
+  }
 
   const bouncer = await startPgbouncer(base, pg, POOL_SIZE);
   say(`${bouncer.version} (session mode) on port ${bouncer.port}`);
@@ -248,7 +302,7 @@ async function main(): Promise<number> {
       proxyPids: { "gw+policy broker": gw.broker.pid, "gw+policy connect": gw.policyTunnel.pid },
     },
   ];
-  for (const t of targets) {
+  for (const t of pgbenchData ? targets : []) {
     const n = await runOk(
       join(pg.binDir, "psql"),
       ["-X", "-At", "-c", "select count(*) from pgbench_accounts"],
@@ -269,7 +323,8 @@ async function main(): Promise<number> {
   const machine = machineInfo(ROOT, pg.version, bouncer.version);
   const runsTotal = opts.workloads.length * opts.rounds * targets.length;
   const minutes = (runsTotal * (opts.duration + 2)) / 60;
-  say(`${runsTotal} runs of ${opts.duration} s: about ${minutes.toFixed(1)} min`);
+  if (runsTotal > 0)
+    say(`${runsTotal} runs of ${opts.duration} s: about ${minutes.toFixed(1)} min`);
 
   const results: WorkloadResult[] = [];
   for (const w of opts.workloads) {
@@ -290,7 +345,27 @@ async function main(): Promise<number> {
     results.push(summarize(w, runs, targets));
   }
 
-  printReport(results, opts.workloads, opts);
+  let approvals: ApprovalResult | undefined;
+  if (opts.approvals > 0) {
+    await sleep(PAUSE_MS);
+    say(
+      `approvals: ${opts.approvals} held statements on ${POLICY_CONNECTION}, approved one at a time`,
+    );
+    approvals = await measureApprovals({
+      brokerUrl: gw.brokerUrl,
+      caFile: certs.caCert,
+      approverToken: gw.approverToken,
+      connection: POLICY_CONNECTION,
+      requesterOid: REQUESTER_OID,
+      plainEnv: targets.find((t) => t.name === "gw")!.env,
+      policyEnv: targets.find((t) => t.name === "gw+policy")!.env,
+      iterations: opts.approvals,
+    });
+    if (isStopping()) return 130;
+    checkAlive();
+  }
+
+  printReport(results, approvals, opts);
   const report = {
     tool: "gw bench",
     startedAt: startedAt.toISOString(),
@@ -299,6 +374,7 @@ async function main(): Promise<number> {
       duration: opts.duration,
       rounds: opts.rounds,
       workloads: opts.workloads.map((w) => w.name),
+      approvals: opts.approvals,
     },
     machine: { ...machine, loadAverageAtEnd: loadavg().map((x) => Math.round(x * 100) / 100) },
     setup: {
@@ -317,6 +393,7 @@ async function main(): Promise<number> {
       },
     },
     workloads: results,
+    ...(approvals ? { approvals } : {}),
   };
   const dir = join(ROOT, "bench", "results");
   mkdirSync(dir, { recursive: true });

@@ -16,6 +16,10 @@ export const CONNECTION = "bench";
 /** The same target with a realistic policy and masking attached: what policy costs. */
 export const POLICY_CONNECTION = "bench-policy";
 const GROUP = "b0b0b0b0-0000-4000-8000-000000000001";
+/** Who the tunnels run as: the requester of held statements. */
+export const REQUESTER_OID = "b0b0b0b0-0000-4000-8000-000000000101";
+/** Someone else in the same group: may approve what the requester's statements wait for. */
+export const APPROVER_OID = "b0b0b0b0-0000-4000-8000-000000000102";
 
 /** dist/bench/lib/gw.js → the repository root, where bin/gw lives. */
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -30,6 +34,8 @@ export interface Gw {
   /** The tunnel to the policy connection. */
   policyPort: number;
   policyTunnel: Service;
+  /** A token for APPROVER_OID (not the tunnels' identity: nobody approves their own request). */
+  approverToken: string;
 }
 
 /** `profileDir`: run broker and tunnel with --cpu-prof, writing .cpuprofile files there on exit. */
@@ -45,9 +51,24 @@ export async function startGw(
   const entra = await startLocalEntra({ tls: { cert: certs.cert, key: certs.key } });
   onCleanup("local Entra", () => entra.close());
   // Long-lived: a full run takes a quarter of an hour and tokens are not refreshed here.
+  const lifetime = { lifetimeSeconds: 12 * 3600 };
   const token = await entra.mintAccessToken(
-    { name: "gw bench", preferred_username: "bench@example.com", groups: [GROUP] },
-    { lifetimeSeconds: 12 * 3600 },
+    {
+      oid: REQUESTER_OID,
+      name: "gw bench",
+      preferred_username: "bench@example.com",
+      groups: [GROUP],
+    },
+    lifetime,
+  );
+  const approverToken = await entra.mintAccessToken(
+    {
+      oid: APPROVER_OID,
+      name: "gw bench approver",
+      preferred_username: "bench-approver@example.com",
+      groups: [GROUP],
+    },
+    lifetime,
   );
 
   const passwordFile = join(dir, "target-password");
@@ -186,5 +207,6 @@ export async function startGw(
     tunnel,
     policyPort: openedPolicy.listen.port,
     policyTunnel,
+    approverToken,
   };
 }

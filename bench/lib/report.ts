@@ -11,6 +11,13 @@ export function median(values: number[]): number {
   return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
 }
 
+/** The nearest-rank percentile (p in 0..100) of the finite values; NaN when there are none. */
+export function percentile(values: number[], p: number): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  return v[Math.min(v.length, Math.max(1, Math.ceil((p / 100) * v.length))) - 1]!;
+}
+
 export function fmtValue(v: number): string {
   if (!Number.isFinite(v)) return "n/a";
   if (Math.abs(v) >= 100) return Math.round(v).toLocaleString("en-US");
