@@ -8,6 +8,7 @@
  * a statement the policy holds, approved by a second identity, until it runs. See
  * bench/README.md.
  */
+import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -38,12 +39,14 @@ const ROOT = resolve(dirname(GW_BIN), "..");
 /** --only's name for the approvals measurement. */
 const APPROVAL = "approval";
 const APPROVAL_GOAL_P50_MS = 100;
+/** --only's name for the recording cost (audit strict vs async: bench/audit.ts). */
+const AUDIT = "audit";
 
 const USAGE = `Usage: npm run bench -- [options]
 
   --duration SECONDS   length of each run (default 15)
   --rounds N           runs per workload and target, interleaved (default 3)
-  --only NAME,...      what to run: ${[...WORKLOADS.map((w) => w.name), APPROVAL].join(", ")}
+  --only NAME,...      what to run: ${[...WORKLOADS.map((w) => w.name), APPROVAL, AUDIT].join(", ")}
   --approvals N        held statements to approve, one at a time (default 30; 0: none)
   --json PATH          also write the results here (they always go to bench/results/)
   --profile DIR        run the gw broker and tunnel with --cpu-prof; .cpuprofile files go to DIR
@@ -55,6 +58,8 @@ interface Options {
   workloads: Workload[];
   /** Held statements to approve; 0 when the approvals measurement is not run. */
   approvals: number;
+  /** Also measure recording: audit strict vs async (bench/audit.ts), after the rest. */
+  audit: boolean;
   json: string | undefined;
   profile: string | undefined;
 }
@@ -85,21 +90,23 @@ function parseOptions(argv: string[]): Options {
   if (!Number.isInteger(approvals) || approvals < 0)
     throw new Error("--approvals must be an integer ≥ 0");
   let workloads = WORKLOADS;
+  let audit = true;
   if (values.only) {
     const names = values.only
       .split(",")
       .map((s) => s.trim())
       .filter((s) => s !== "");
-    const known = [...WORKLOADS.map((w) => w.name), APPROVAL];
+    const known = [...WORKLOADS.map((w) => w.name), APPROVAL, AUDIT];
     const unknown = names.filter((n) => !known.includes(n));
     if (unknown.length > 0)
       throw new Error(`unknown workload ${unknown.join(", ")}; known: ${known.join(", ")}`);
     workloads = WORKLOADS.filter((w) => names.includes(w.name));
     if (!names.includes(APPROVAL)) approvals = 0;
+    audit = names.includes(AUDIT);
   }
-  if (workloads.length === 0 && approvals === 0) throw new Error("nothing to run");
+  if (workloads.length === 0 && approvals === 0 && !audit) throw new Error("nothing to run");
   const profile = values.profile === undefined ? undefined : resolve(values.profile);
-  return { duration, rounds, workloads, approvals, json: values.json, profile };
+  return { duration, rounds, workloads, approvals, audit, json: values.json, profile };
 }
 
 const say = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
@@ -404,6 +411,16 @@ async function main(): Promise<number> {
     writeFileSync(f, JSON.stringify(report, null, 2) + "\n");
   }
   say(`results written to ${files.join(" and ")}`);
+  if (opts.audit) {
+    // Recording needs no database: its own program, on this machine's disk.
+    say("recording: audit strict vs async (bench/audit.ts)");
+    const r = spawnSync(
+      process.execPath,
+      [join(ROOT, "dist", "bench", "audit.js"), "--seconds", String(Math.min(opts.duration, 3))],
+      { stdio: "inherit", cwd: ROOT },
+    );
+    if (r.status !== 0) return 1;
+  }
   return 0;
 }
 
