@@ -10,7 +10,21 @@ import {
 
 /** A secret is never written in the config itself: it names where to read it from. */
 export const secretRef = z.union(
-  [z.object({ env: z.string().min(1) }).strict(), z.object({ file: z.string().min(1) }).strict()],
+  [
+    z
+      .object({
+        env: z
+          .string()
+          .min(1)
+          .describe("An environment variable of the broker holding the secret."),
+      })
+      .strict(),
+    z
+      .object({
+        file: z.string().min(1).describe("A file holding the secret (a final newline is dropped)."),
+      })
+      .strict(),
+  ],
   { error: "expected { env: VAR } or { file: PATH }; secrets are never written inline" },
 );
 export type SecretRef = z.infer<typeof secretRef>;
@@ -28,14 +42,37 @@ const hostPort = z
 
 export const postgresTarget = z
   .object({
-    host: z.string().min(1),
-    port: z.number().int().min(1).max(65535).default(5432),
-    database: z.string().min(1),
-    user: z.string().min(1),
-    password: secretRef.optional(),
-    tls: z.enum(["disable", "prefer", "require", "verify-full"]).default("prefer"),
-    ca: z.string().optional(),
-    connectTimeout: z.number().positive().default(10),
+    host: z.string().min(1).describe("Host name or IP address of the PostgreSQL server."),
+    port: z
+      .number()
+      .int()
+      .min(1)
+      .max(65535)
+      .default(5432)
+      .describe("TCP port of the PostgreSQL server."),
+    database: z.string().min(1).describe("The database sessions connect to."),
+    user: z
+      .string()
+      .min(1)
+      .describe("The role the broker signs in as (users never see its credentials)."),
+    password: secretRef.optional().describe("The password of `user`."),
+    tls: z
+      .enum(["disable", "prefer", "require", "verify-full"])
+      .default("prefer")
+      .describe(
+        "TLS to the server: `prefer` uses it when the server offers it; `require` insists (and checks the chain when `ca` is given); `verify-full` also checks the chain and host name against `ca`.",
+      ),
+    ca: z
+      .string()
+      .optional()
+      .describe(
+        "PEM file of the CA of the server's certificate: required by `verify-full`; with `require` it checks the chain.",
+      ),
+    connectTimeout: z
+      .number()
+      .positive()
+      .default(10)
+      .describe("Seconds to wait for the server to connect and sign the broker in."),
   })
   .strict()
   .refine((t) => t.tls !== "verify-full" || t.ca !== undefined, {
@@ -51,18 +88,27 @@ const policyName = z
 /** What is recorded besides each statement (docs/recording.md). */
 export const recordingConfig = z
   .object({
-    /** The first rows of each result as the client got them (masked); false records none. */
     preview: z
       .union([
         z.literal(false),
         z
           .object({
-            rows: z.number().int().min(0).max(1000).default(20),
-            kib: z.number().positive().max(1024).default(16),
+            rows: z.number().int().min(0).max(1000).default(20).describe("Most rows per result."),
+            kib: z
+              .number()
+              .positive()
+              .max(1024)
+              .default(16)
+              .describe(
+                "Most KiB per result (UTF-8 bytes of column names and values); a value that would overflow it is cut.",
+              ),
           })
           .strict(),
       ])
-      .optional(),
+      .optional()
+      .describe(
+        "The first rows of each result as the client got them (masked); `false` records none. Default: `{ rows: 20, kib: 16 }`.",
+      ),
   })
   .strict();
 export type RecordingConfig = z.infer<typeof recordingConfig>;
@@ -70,20 +116,35 @@ export type RecordingConfig = z.infer<typeof recordingConfig>;
 export const postgresConnection = z
   .object({
     type: z.literal("postgres"),
-    description: z.string().optional(),
-    target: postgresTarget,
-    allow: z.array(principal).min(1, "a connection must allow someone"),
-    /** The policy (a key of `policies`) every statement on this connection is checked against. */
-    policy: policyName.optional(),
-    /** Sessions run read-only, and every statement that could leave read-only mode is blocked. */
-    readOnly: z.boolean().default(false),
-    /**
-     * strict: a statement runs only once its start is on disk; async: starts are buffered
-     * (bounded), and a full buffer or a failing store refuses statements. docs/recording.md
-     */
-    audit: z.enum(["strict", "async"], { error: "expected strict or async" }).optional(),
-    /** Overrides the policy's recording settings. */
-    recording: recordingConfig.optional(),
+    description: z
+      .string()
+      .optional()
+      .describe("Shown with the name where users list the connections they may use."),
+    target: postgresTarget.describe("The PostgreSQL server, and how the broker signs in to it."),
+    allow: z
+      .array(principal)
+      .min(1, "a connection must allow someone")
+      .describe("Who may connect: a caller matching any of these principals."),
+    policy: policyName
+      .optional()
+      .describe(
+        "The policy (a key of `policies`) every statement is checked against; without one, every statement is allowed.",
+      ),
+    readOnly: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Sessions run read-only, and every statement that could leave read-only mode is blocked.",
+      ),
+    audit: z
+      .enum(["strict", "async"], { error: "expected strict or async" })
+      .optional()
+      .describe(
+        "`strict`: a statement runs only once its start is on disk; `async` (the default): starts are buffered (bounded), and a full buffer or a failing store refuses statements. See docs/recording.md.",
+      ),
+    recording: recordingConfig
+      .optional()
+      .describe("What sessions record besides statements; overrides the policy's `recording`."),
   })
   .strict();
 
@@ -94,31 +155,80 @@ export type ConnectionConfig = z.infer<typeof connection>;
 
 export const identityConfig = z
   .object({
-    issuer: z.url({ protocol: /^https?$/ }),
-    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-    jwksUri: z.url().optional(),
-    algorithms: z.array(z.enum(["RS256", "RS384", "RS512", "PS256", "ES256"])).default(["RS256"]),
-    clockToleranceSeconds: z.number().int().min(0).max(300).default(30),
-    /** How long a live session outlives its token when no fresh one arrives. */
-    expiryGraceSeconds: z.number().int().min(0).max(3600).default(30),
-    /** A private CA for the issuer's endpoints (the local identity server in tests and demo). */
-    ca: z.string().optional(),
-    /** Published at /.well-known/gw-configuration for `gw login`. */
+    issuer: z
+      .url({ protocol: /^https?$/ })
+      .describe(
+        "The tokens' issuer (`iss`), exactly: `https://login.microsoftonline.com/<tenant-id>/v2.0` for Entra ID.",
+      ),
+    audience: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .describe("The accepted audience (`aud`): the broker API's application ID, or a list."),
+    jwksUri: z
+      .url()
+      .optional()
+      .describe(
+        "Where the signing keys are; default: discovered from `<issuer>/.well-known/openid-configuration`.",
+      ),
+    algorithms: z
+      .array(z.enum(["RS256", "RS384", "RS512", "PS256", "ES256"]))
+      .default(["RS256"])
+      .describe("The token signature algorithms accepted (never `none` or `HS*`)."),
+    clockToleranceSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(300)
+      .default(30)
+      .describe("Clock skew allowed when checking a token's times, in seconds."),
+    expiryGraceSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(3600)
+      .default(30)
+      .describe(
+        "How long a live session outlives its token when no fresh one arrives, in seconds.",
+      ),
+    ca: z
+      .string()
+      .optional()
+      .describe(
+        "PEM file of a private CA for the issuer's endpoints (the local identity server of tests and `gw demo`).",
+      ),
     login: z
       .object({
-        authority: z.url(),
-        clientId: z.string().min(1),
-        scopes: z.array(z.string()).min(1),
+        authority: z
+          .url()
+          .describe(
+            "The authority users sign in at: `https://login.microsoftonline.com/<tenant-id>`.",
+          ),
+        clientId: z
+          .string()
+          .min(1)
+          .describe("The application (client) ID of the CLI's app registration."),
+        scopes: z
+          .array(z.string())
+          .min(1)
+          .describe("The scopes `gw login` asks for: `api://<broker API app id>/access`."),
       })
       .strict()
-      .optional(),
+      .optional()
+      .describe(
+        "The sign-in settings `gw login` fetches from the broker (at `/.well-known/gw-configuration`).",
+      ),
   })
   .strict();
 export type IdentityConfig = z.infer<typeof identityConfig>;
 
 export const storeConfig = z.union([
-  z.object({ sqlite: z.string().min(1) }).strict(),
-  z.object({ memory: z.literal(true) }).strict(),
+  z.object({ sqlite: z.string().min(1).describe("The SQLite database file.") }).strict(),
+  z
+    .object({
+      memory: z
+        .literal(true)
+        .describe("Keep everything in memory, gone when the broker stops (throwaway brokers)."),
+    })
+    .strict(),
 ]);
 export type StoreConfig = z.infer<typeof storeConfig>;
 
@@ -172,71 +282,110 @@ const principalIds = (prefix: string) =>
 
 export const ruleMatch = z
   .object({
-    /** Statement kinds; a statement matches when one of the kinds it executes is listed. */
-    kind: listOf(kindName).optional(),
-    /** schema.table globs; matches when any table the statement names matches one. */
-    tables: listOf(tableGlob).optional(),
-    /** schema.table globs; matches when the statement names tables and every one matches. */
-    onlyTables: listOf(tableGlob).optional(),
-    /** `absent`: an UPDATE or DELETE without a WHERE (or with one that names no column). */
-    where: z.literal("absent", { error: 'the only where matcher is "absent"' }).optional(),
-    /** Function-name globs; matches when the statement calls one of them anywhere. */
-    functions: listOf(functionGlob).optional(),
-    /** Who is connected: any listed principal, and the type when given. */
+    kind: listOf(kindName)
+      .optional()
+      .describe(
+        "Statement kinds; a statement matches when one of the kinds it executes is listed.",
+      ),
+    tables: listOf(tableGlob)
+      .optional()
+      .describe("`schema.table` globs; matches when any table the statement names matches one."),
+    onlyTables: listOf(tableGlob)
+      .optional()
+      .describe(
+        "`schema.table` globs; matches when the statement names tables and every one matches.",
+      ),
+    where: z
+      .literal("absent", { error: 'the only where matcher is "absent"' })
+      .optional()
+      .describe(
+        "`absent`: an UPDATE or DELETE without a WHERE (or with one that names no column).",
+      ),
+    functions: listOf(functionGlob)
+      .optional()
+      .describe("Function-name globs; matches when the statement calls one of them anywhere."),
     identity: z
       .object({
-        groups: principalIds("group").optional(),
-        roles: principalIds("role").optional(),
-        users: principalIds("user").optional(),
-        apps: principalIds("app").optional(),
-        type: z.enum(["user", "app"]).optional(),
+        groups: principalIds("group").optional().describe("Group object ids (or `group:<id>`)."),
+        roles: principalIds("role").optional().describe("App roles (or `role:<role>`)."),
+        users: principalIds("user").optional().describe("User object ids (or `user:<oid>`)."),
+        apps: principalIds("app")
+          .optional()
+          .describe("Service principal object ids (or `app:<oid>`)."),
+        type: z
+          .enum(["user", "app"])
+          .optional()
+          .describe("Only people (`user`) or only service principals (`app`)."),
       })
       .strict()
-      .optional(),
-    /** application_name globs (client-declared: a convenience, never a security boundary). */
-    application: listOf(z.string().min(1)).optional(),
-    /** Agent-label globs; matches only sessions that carry an agent label. */
-    agent: listOf(z.string().min(1)).optional(),
+      .optional()
+      .describe("Who is connected: any listed principal, and the type when given."),
+    application: listOf(z.string().min(1))
+      .optional()
+      .describe(
+        "`application_name` globs (declared by the client: a convenience, never a security boundary).",
+      ),
+    agent: listOf(z.string().min(1))
+      .optional()
+      .describe("Agent-label globs; matches only sessions that carry an agent label."),
   })
   .strict();
 export type RuleMatch = z.infer<typeof ruleMatch>;
 
 export const policyRule = z
   .object({
-    name: z.string().min(1).optional(),
-    /** All given matchers must match; no matchers match every statement. */
-    match: ruleMatch.default({}),
-    action: z.enum(POLICY_ACTIONS, { error: "expected allow, block or hold" }),
-    reason: z.string().min(1).optional(),
-    /** hold: who may approve (default: the policy's approvers). */
-    approvers: listOf(principal).optional(),
-    /** hold: how many distinct approvals are needed (default: the policy's, else 1). */
-    minApprovals: z.number().int().min(1).optional(),
-    /** hold: how long to wait for approval (default: the policy's, else 10m). */
-    timeout: duration.optional(),
-    /** Sessions of whoever this rule's identity/application/agent matchers match run read-only. */
-    readOnly: z.boolean().optional(),
+    name: z.string().min(1).optional().describe("A label shown in decisions and logs."),
+    match: ruleMatch
+      .default({})
+      .describe("All given matchers must match; no matchers match every statement."),
+    action: z
+      .enum(POLICY_ACTIONS, { error: "expected allow, block or hold" })
+      .describe("What a matching statement gets: `allow`, `block`, or `hold` for approval."),
+    reason: z.string().min(1).optional().describe("Text for the user; the default names the rule."),
+    approvers: listOf(principal)
+      .optional()
+      .describe("Hold only: who may approve (default: the policy's approvers)."),
+    minApprovals: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        "Hold only: how many distinct approvals are needed (default: the policy's, else 1).",
+      ),
+    timeout: duration
+      .optional()
+      .describe("Hold only: how long to wait for approval (default: the policy's, else `10m`)."),
+    readOnly: z
+      .boolean()
+      .optional()
+      .describe(
+        "Sessions of whoever this rule's identity, application or agent matchers match run read-only.",
+      ),
   })
   .strict();
 export type PolicyRule = z.infer<typeof policyRule>;
 
 export const maskProfile = z
   .object({
-    /** schema.table.column globs whose values are always masked. */
-    columns: z.array(columnGlob).default([]),
-    /** Value detectors applied to every text value. */
+    columns: z
+      .array(columnGlob)
+      .default([])
+      .describe("`schema.table.column` globs whose values are always masked."),
     detectors: z
       .array(z.enum(MASK_DETECTORS, { error: `expected one of: ${MASK_DETECTORS.join(", ")}` }))
-      .default([]),
-    /** `null` (YAML null or the string) replaces a value with SQL NULL. */
+      .default([])
+      .describe("Value detectors applied to every text value."),
     strategy: z
       .preprocess(
         (v) => (v === null ? "null" : v),
         z.enum(MASK_STRATEGIES, { error: `expected one of: ${MASK_STRATEGIES.join(", ")}` }),
       )
-      .default("redact"),
-    /** The HMAC key for strategy hash. */
-    hashKey: secretRef.optional(),
+      .default("redact")
+      .describe(
+        "How a masked value is replaced; `null` (YAML null or the string) replaces it with SQL NULL.",
+      ),
+    hashKey: secretRef.optional().describe("The HMAC key of strategy `hash` (which needs one)."),
   })
   .strict()
   .refine((m) => m.strategy !== "hash" || m.hashKey !== undefined, {
@@ -249,24 +398,41 @@ const STATEMENT_MATCHERS = ["kind", "tables", "onlyTables", "where", "functions"
 
 export const policyConfig = z
   .object({
-    description: z.string().optional(),
-    /** The action when no rule matches. */
-    default: z.enum(POLICY_ACTIONS, { error: "expected allow, block or hold" }).default("allow"),
-    /** The action for SQL that does not parse. */
+    description: z.string().optional().describe("Free text for the people reading the config."),
+    default: z
+      .enum(POLICY_ACTIONS, { error: "expected allow, block or hold" })
+      .default("allow")
+      .describe("The action when no rule matches."),
     onUnparseable: z
       .enum(POLICY_ACTIONS, { error: "expected allow, block or hold" })
-      .default("block"),
-    /** Every session on a connection using this policy runs read-only. */
-    readOnly: z.boolean().default(false),
-    /** Default approvers, approval count and timeout for every hold of this policy. */
-    approvers: listOf(principal).optional(),
-    minApprovals: z.number().int().min(1).optional(),
-    timeout: duration.optional(),
-    rules: z.array(policyRule).default([]),
-    /** The masking profile for result values (see the masking engine). */
-    mask: maskProfile.optional(),
-    /** What sessions under this policy record besides statements (a connection's wins). */
-    recording: recordingConfig.optional(),
+      .default("block")
+      .describe("The action for SQL that does not parse."),
+    readOnly: z
+      .boolean()
+      .default(false)
+      .describe("Every session on a connection using this policy runs read-only."),
+    approvers: listOf(principal)
+      .optional()
+      .describe("The default approvers of every hold of this policy."),
+    minApprovals: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe("The default number of distinct approvals a hold needs (else 1)."),
+    timeout: duration
+      .optional()
+      .describe(
+        'How long a hold waits by default: a duration such as "30s", "10m" or "1h30m" (else `10m`).',
+      ),
+    rules: z
+      .array(policyRule)
+      .default([])
+      .describe("The rules, in order: the first that matches decides."),
+    mask: maskProfile.optional().describe("The masking profile for result values."),
+    recording: recordingConfig
+      .optional()
+      .describe("What sessions under this policy record besides statements (a connection's wins)."),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -311,44 +477,80 @@ export type PolicyConfig = z.infer<typeof policyConfig>;
 
 export const brokerConfig = z
   .object({
-    listen: hostPort.default("127.0.0.1:8443"),
-    /** Public URL clients use, when it differs from listen (behind a load balancer). */
-    publicUrl: z.url().optional(),
+    listen: hostPort
+      .default("127.0.0.1:8443")
+      .describe("The address the broker listens on (plain HTTP only on a loopback address)."),
+    publicUrl: z
+      .url()
+      .optional()
+      .describe("The URL clients use, when it differs from `listen` (behind a load balancer)."),
     tls: z
-      .object({ cert: z.string().min(1), key: z.string().min(1) })
+      .object({
+        cert: z.string().min(1).describe("PEM file of the certificate (and its chain)."),
+        key: z.string().min(1).describe("PEM file of its private key."),
+      })
       .strict()
-      .optional(),
-    identity: identityConfig,
-    store: storeConfig.default({ sqlite: "./data/gw.db" }),
-    auditors: z.array(principal).default([]),
+      .optional()
+      .describe("The broker's HTTPS certificate: required unless `listen` is a loopback address."),
+    identity: identityConfig.describe(
+      "How callers' Entra ID access tokens are verified (docs/entra.md).",
+    ),
+    store: storeConfig
+      .default({ sqlite: "./data/gw.db" })
+      .describe("Where sessions, statements, approvals and audit events are kept."),
+    auditors: z
+      .array(principal)
+      .default([])
+      .describe("Who sees (and may verify) every session; everyone else sees only their own."),
     limits: z
       .object({
-        /** Largest single protocol message accepted from a client, in bytes. */
         maxMessageBytes: z
           .number()
           .int()
           .min(1024)
-          .default(64 * 1024 * 1024),
-        /** Startup packets are small; anything bigger is garbage or an attack. */
-        maxStartupBytes: z.number().int().min(64).default(10_000),
+          .default(64 * 1024 * 1024)
+          .describe("The largest single protocol message accepted from a client, in bytes."),
+        maxStartupBytes: z
+          .number()
+          .int()
+          .min(64)
+          .default(10_000)
+          .describe(
+            "The largest startup packet accepted, in bytes (they are small: bigger is garbage or an attack).",
+          ),
       })
       .strict()
-      .default({ maxMessageBytes: 64 * 1024 * 1024, maxStartupBytes: 10_000 }),
-    connections: z.record(
-      z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i, "connection names use letters, digits, . _ -"),
-      connection,
-    ),
-    /** Webhooks told when approval requests are created and decided (docs/approvals.md). */
-    notifications: notificationsConfig.optional(),
-    /** Statement policies, by name; a connection names one with `policy:`. */
-    policies: z.record(policyName, policyConfig).default({}),
-    /** How long ended sessions keep their events and statements ("90d"); their seals stay. */
-    retention: duration.optional(),
-    /** The broker's Ed25519 audit key (made on first start); default: beside the SQLite store. */
+      .default({ maxMessageBytes: 64 * 1024 * 1024, maxStartupBytes: 10_000 })
+      .describe("Sizes the broker accepts from clients."),
+    connections: z
+      .record(
+        z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i, "connection names use letters, digits, . _ -"),
+        connection,
+      )
+      .describe("The connections users open with `gw connect NAME`, by name."),
+    notifications: notificationsConfig
+      .optional()
+      .describe(
+        "Webhooks told when approval requests are created and decided (docs/approvals.md).",
+      ),
+    policies: z
+      .record(policyName, policyConfig)
+      .default({})
+      .describe("Statement policies, by name; a connection names one with `policy:`."),
+    retention: duration
+      .optional()
+      .describe(
+        'How long ended sessions keep their events and statements, a duration such as "90d" (default: forever); their seals stay.',
+      ),
     signingKey: z
-      .object({ file: z.string().min(1) })
+      .object({
+        file: z.string().min(1).describe("The PEM file of the key (made there if missing)."),
+      })
       .strict()
-      .optional(),
+      .optional()
+      .describe(
+        "The broker's Ed25519 audit key, made on first start; default: beside the SQLite store.",
+      ),
   })
   .strict();
 export type BrokerConfig = z.infer<typeof brokerConfig>;
