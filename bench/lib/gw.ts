@@ -123,7 +123,8 @@ export async function startGw(
           },
         ],
         mask: {
-          columns: ["*.*.card_number"],
+          // Detectors only: a column rule makes COPY (query) refuse (it cannot tell the
+          // columns' tables), and the COPY workload measures masking in the stream.
           detectors: [
             "email",
             "credit_card",
