@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { principal, secretRef } from "./refs.js";
 import { notificationsConfig } from "../notify/config.js";
 import { parseDuration } from "../policy/duration.js";
 import {
@@ -8,33 +9,7 @@ import {
   STATEMENT_KINDS,
 } from "../policy/kinds.js";
 
-/** A secret is never written in the config itself: it names where to read it from. */
-export const secretRef = z.union(
-  [
-    z
-      .object({
-        env: z
-          .string()
-          .min(1)
-          .describe("An environment variable of the broker holding the secret."),
-      })
-      .strict(),
-    z
-      .object({
-        file: z.string().min(1).describe("A file holding the secret (a final newline is dropped)."),
-      })
-      .strict(),
-  ],
-  { error: "expected { env: VAR } or { file: PATH }; secrets are never written inline" },
-);
-export type SecretRef = z.infer<typeof secretRef>;
-
-export const principal = z
-  .string()
-  .regex(
-    /^(group|role|user|app):.+$/,
-    "expected group:<id>, role:<app role>, user:<oid> or app:<oid>",
-  );
+export { principal, secretRef, type SecretRef } from "./refs.js";
 
 const hostPort = z
   .string()

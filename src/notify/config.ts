@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { secretRef } from "../config/refs.js";
 
 /**
  * The `notifications` section of the broker config: webhooks told about approval requests.
@@ -13,15 +14,7 @@ import { z } from "zod";
  *
  * Webhook URLs of Teams and Slack carry their secret in the URL, so `url` may be a secret
  * reference like header values; header values are always references (never inline).
- *
- * The secret reference is declared here rather than imported from config/schema.ts, which
- * imports this file: a module cycle would leave one of them undefined at load time. The shape
- * is the same ({ env: VAR } | { file: PATH }), so config/secrets.ts reads both.
  */
-const secretRef = z.union(
-  [z.object({ env: z.string().min(1) }).strict(), z.object({ file: z.string().min(1) }).strict()],
-  { error: "expected { env: VAR } or { file: PATH }; secrets are never written inline" },
-);
 
 export const NOTIFY_EVENTS = ["created", "decided", "expired", "cancelled"] as const;
 export type NotifyEvent = (typeof NOTIFY_EVENTS)[number];

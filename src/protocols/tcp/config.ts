@@ -1,27 +1,11 @@
 import { z } from "zod";
 import { parseDuration } from "../../policy/duration.js";
 
-/*
- * Config pieces the ssh, http and tcp connection types share, and the `type: tcp` connection.
- *
- * secretRef and principal repeat src/config/schema.ts's definitions on purpose: schema.ts will
- * import these connection schemas into its connection union, and an import back from here
- * would be a cycle whose top-level constants are not initialised yet when this module runs.
- * Keep them in step with schema.ts.
- */
+/* Config pieces the ssh, http and tcp connection types share, and the `type: tcp` connection. */
 
-/** A secret is never written in the config itself: it names where to read it from. */
-export const secretRef = z.union(
-  [z.object({ env: z.string().min(1) }).strict(), z.object({ file: z.string().min(1) }).strict()],
-  { error: "expected { env: VAR } or { file: PATH }; secrets are never written inline" },
-);
+import { principal } from "../../config/refs.js";
 
-export const principal = z
-  .string()
-  .regex(
-    /^(group|role|user|app):.+$/,
-    "expected group:<id>, role:<app role>, user:<oid> or app:<oid>",
-  );
+export { principal, secretRef } from "../../config/refs.js";
 
 export const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
   message: 'expected a duration such as "30s", "10m", "1h" or "1h30m"',
