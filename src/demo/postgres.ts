@@ -11,21 +11,26 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
-  accessSync,
   appendFileSync,
   chmodSync,
   chownSync,
-  constants,
   existsSync,
   mkdirSync,
-  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { ExitCode, GwError } from "../errors.js";
+import {
+  findPostgresBinDir,
+  freePort,
+  isRoot,
+  serverCommand as hostServerCommand,
+  serverUser,
+} from "./postgres-host.js";
+
+export { findPostgresBinDir } from "./postgres-host.js";
 
 export interface LocalPostgres {
   host: "127.0.0.1";
@@ -53,95 +58,10 @@ export interface StartLocalPostgresOptions {
   watchdogRemoves?: string;
 }
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The bin dir of the newest installed server (/usr/lib/postgresql/N/bin on Debian, else PATH), or null. */
-export function findPostgresBinDir(): string | null {
-  const candidates: string[] = [];
-  for (const root of ["/usr/lib/postgresql", "/usr/local/pgsql"]) {
-    try {
-      const versions = readdirSync(root)
-        .filter((v) => /^\d+(\.\d+)?$/.test(v))
-        .sort((a, b) => Number(b) - Number(a));
-      for (const v of versions) candidates.push(join(root, v, "bin"));
-    } catch {
-      // not this layout
-    }
-  }
-  candidates.push("/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin");
-  candidates.push(...(process.env["PATH"] ?? "").split(delimiter).filter((d) => d !== ""));
-  for (const dir of candidates) {
-    if (isExecutable(join(dir, "initdb")) && isExecutable(join(dir, "pg_ctl"))) return dir;
-  }
-  return null;
-}
-
-interface RunAs {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-function lookupUser(name: string): RunAs | undefined {
-  try {
-    const id = (flag: string) =>
-      Number(
-        execFileSync("id", [flag, name], { stdio: ["ignore", "pipe", "ignore"] })
-          .toString()
-          .trim(),
-      );
-    return { name, uid: id("-u"), gid: id("-g") };
-  } catch {
-    return undefined;
-  }
-}
-
-const isRoot = (): boolean => process.getuid?.() === 0;
-
-/** As root: the unprivileged user the server runs as. */
-export function serverUser(): RunAs {
-  let user = lookupUser("postgres") ?? lookupUser("gwdemo");
-  if (user === undefined) {
-    try {
-      execFileSync(
-        "useradd",
-        [
-          "--system",
-          "--no-create-home",
-          "--home-dir",
-          "/nonexistent",
-          "--shell",
-          "/usr/sbin/nologin",
-          "gwdemo",
-        ],
-        { stdio: ["ignore", "ignore", "pipe"] },
-      );
-    } catch (err) {
-      if (lookupUser("gwdemo") === undefined)
-        throw new GwError("demo_pg_user", "cannot create a system user to run PostgreSQL as", {
-          exitCode: ExitCode.failure,
-          hint: "PostgreSQL refuses to run as root: run gw demo as a normal user.",
-          cause: err,
-        });
-    }
-    user = lookupUser("gwdemo");
-  }
-  if (user === undefined) throw new Error("no user to run PostgreSQL as");
-  return user;
-}
-
-/** The command line of a server binary: as root, through runuser as the server user. */
-function serverCommand(binDir: string, tool: string, args: string[]): [string, ...string[]] {
-  const exe = join(binDir, tool);
-  return isRoot() ? ["runuser", "-u", serverUser().name, "--", exe, ...args] : [exe, ...args];
-}
+/** The demo's server user, when there is no `postgres` user to run it as. */
+const FALLBACK_USER = "gwdemo";
+const serverCommand = (binDir: string, tool: string, args: string[]) =>
+  hostServerCommand(binDir, tool, args, FALLBACK_USER);
 
 async function runServerTool(
   binDir: string,
@@ -174,19 +94,6 @@ async function runServerTool(
       },
     );
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 const quote = (v: string): string => `'${v.replace(/'/g, "''")}'`;
@@ -223,7 +130,7 @@ export async function startLocalPostgres(opts: StartLocalPostgresOptions): Promi
   const dataDir = join(base, "data");
   const logFile = join(base, "postgres.log");
   const pwFile = join(base, "pwfile");
-  const owner = isRoot() ? serverUser() : undefined;
+  const owner = isRoot() ? serverUser(FALLBACK_USER) : undefined;
   const own = (path: string) => {
     if (owner !== undefined) chownSync(path, owner.uid, owner.gid);
   };

@@ -9,27 +9,30 @@
  * `postgres` user (made by the Debian package) or, failing that, a system user `gwtest` that we
  * create. Client work (createdb, tests' own connections) stays in this process as whoever we are.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import {
-  accessSync,
   chmodSync,
   chownSync,
-  constants,
   copyFileSync,
   existsSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
   appendFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import {
+  findPostgresBinDir as findBinDir,
+  freePort,
+  isRoot,
+  serverCommand as hostServerCommand,
+  serverUser as hostServerUser,
+} from "../../src/demo/postgres-host.js";
 
 const execFileP = promisify(execFile);
 
@@ -68,105 +71,21 @@ export interface PgServer {
 const USER = "gw_test";
 const DATABASE = "app";
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-let binDirCache: string | undefined;
-
 /** The bin dir of the newest installed server: /usr/lib/postgresql/N/bin (Debian), else PATH. */
 export function findPostgresBinDir(): string {
-  if (binDirCache !== undefined) return binDirCache;
-  const candidates: string[] = [];
-  try {
-    const versions = readdirSync("/usr/lib/postgresql")
-      .filter((v) => /^\d+(\.\d+)?$/.test(v))
-      .sort((a, b) => Number(b) - Number(a));
-    for (const v of versions) candidates.push(join("/usr/lib/postgresql", v, "bin"));
-  } catch {
-    // Not Debian-style: fall through to PATH.
-  }
-  candidates.push(...(process.env.PATH ?? "").split(delimiter).filter((d) => d !== ""));
-  for (const dir of candidates) {
-    if (isExecutable(join(dir, "initdb")) && isExecutable(join(dir, "pg_ctl")))
-      return (binDirCache = dir);
-  }
+  const dir = findBinDir();
+  if (dir !== null) return dir;
   throw new Error(
     "PostgreSQL server binaries (initdb, pg_ctl) not found in /usr/lib/postgresql/*/bin or PATH. " +
       "Install the Debian package `postgresql` (apt-get install postgresql), or run `npm test`, which does it as root.",
   );
 }
 
-interface RunAs {
-  name: string;
-  uid: number;
-  gid: number;
-}
-
-function lookupUser(name: string): RunAs | undefined {
-  try {
-    const uid = Number(
-      execFileSync("id", ["-u", name], { stdio: ["ignore", "pipe", "ignore"] })
-        .toString()
-        .trim(),
-    );
-    const gid = Number(
-      execFileSync("id", ["-g", name], { stdio: ["ignore", "pipe", "ignore"] })
-        .toString()
-        .trim(),
-    );
-    return { name, uid, gid };
-  } catch {
-    return undefined;
-  }
-}
-
-let runAsCache: RunAs | undefined;
-
-/** As root: the unprivileged user the server runs as. Creates `gwtest` if there is no `postgres`. */
-function serverUser(): RunAs {
-  if (runAsCache !== undefined) return runAsCache;
-  let user = lookupUser("postgres") ?? lookupUser("gwtest");
-  if (user === undefined) {
-    try {
-      execFileSync(
-        "useradd",
-        [
-          "--system",
-          "--no-create-home",
-          "--home-dir",
-          "/nonexistent",
-          "--shell",
-          "/usr/sbin/nologin",
-          "gwtest",
-        ],
-        {
-          stdio: ["ignore", "ignore", "pipe"],
-        },
-      );
-    } catch (err) {
-      // Another test worker may have created it at the same moment; only fail if it is still missing.
-      if (lookupUser("gwtest") === undefined)
-        throw new Error("could not create system user gwtest for PostgreSQL", { cause: err });
-    }
-    user = lookupUser("gwtest");
-  }
-  if (user === undefined) throw new Error("no user to run PostgreSQL as");
-  return (runAsCache = user);
-}
-
-const isRoot = (): boolean => process.getuid?.() === 0;
-
-/** The command line that runs a server binary: as root, through runuser as the server user. */
-function serverCommand(binDir: string, tool: string, args: string[]): [string, ...string[]] {
-  const exe = join(binDir, tool);
-  return isRoot() ? ["runuser", "-u", serverUser().name, "--", exe, ...args] : [exe, ...args];
-}
+/** The test servers' user, when there is no `postgres` user to run them as. */
+const FALLBACK_USER = "gwtest";
+const serverUser = () => hostServerUser(FALLBACK_USER);
+const serverCommand = (binDir: string, tool: string, args: string[]) =>
+  hostServerCommand(binDir, tool, args, FALLBACK_USER);
 
 /** Runs a server binary. cwd is the temp dir: as another user our cwd may be unreadable, and initdb fails on that. */
 async function runServerTool(
@@ -189,19 +108,6 @@ async function runServerTool(
       { cause: err },
     );
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 const quote = (v: string): string => `'${v.replace(/'/g, "''")}'`;
