@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What `npm test` runs (after `npm run build`): the tools npm cannot bring, then vitest.
 #
-# The tests start real PostgreSQL servers and make real certificates, so they need the
-# PostgreSQL server and client binaries and openssl. As root with apt (CI, a fresh Debian 12),
+# The tests start real PostgreSQL and OpenSSH servers and make real certificates, so they need
+# the PostgreSQL server and client binaries, openssh-server (with its clients) and openssl. As root with apt (CI, a fresh Debian 12),
 # they are installed; otherwise the missing Debian packages are named and we stop.
 set -euo pipefail
 
@@ -32,6 +32,8 @@ missing_packages() {
   # Replay exports asciicast files; the tests play them with the real asciinema.
   if ! command -v asciinema >/dev/null; then pkgs+=(asciinema); fi
   if ! command -v script >/dev/null; then pkgs+=(bsdutils); fi
+  # ssh connections are tested against a real sshd with the real ssh, scp and sftp clients.
+  if [[ ! -x /usr/sbin/sshd ]] || ! command -v ssh >/dev/null; then pkgs+=(openssh-server); fi
   if ((${#pkgs[@]} > 0)); then echo "${pkgs[*]}"; fi
 }
 
@@ -43,7 +45,7 @@ if [[ -n "$missing" ]]; then
     apt-get update
     # The postgresql package may create and start a cluster on port 5432; the tests do not use
     # it (each starts its own server on a free port), so it is left alone.
-    apt-get install -y --no-install-recommends postgresql postgresql-contrib postgresql-client openssl tmux asciinema bsdutils
+    apt-get install -y --no-install-recommends postgresql postgresql-contrib postgresql-client openssl tmux asciinema bsdutils openssh-server
     missing=$(missing_packages)
     if [[ -n "$missing" ]]; then
       echo "test.sh: still missing after apt-get install: $missing" >&2

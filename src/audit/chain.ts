@@ -7,7 +7,10 @@ import type {
   SessionRecord,
   StatementApproval,
   StatementDecision,
+  StatementProtocol,
 } from "../store/types.js";
+import type { HttpEvent } from "../protocols/http/session.js";
+import type { SshEvent } from "../protocols/ssh/events.js";
 
 /**
  * The tamper-evident record of a session, and exactly what its hashes cover, so that anyone
@@ -32,6 +35,47 @@ export const CHAIN_VERSION = 1;
 
 /** RFC 8785 canonical JSON. Undefined object members are left out; non-finite numbers throw. */
 export function canonicalJson(value: unknown): string {
+  // RFC 8785 serialises strings and numbers exactly as JSON.stringify does, so the engine's
+  // own serialiser does the work once keys are in order. Objects with integer-like keys,
+  // which JavaScript enumerates before the others whatever the order they were set in, take
+  // the slow path.
+  try {
+    return JSON.stringify(value, sortedMembers) ?? slowCanonicalJson(value);
+  } catch (err) {
+    if (err === INTEGER_KEY) return slowCanonicalJson(value);
+    throw err;
+  }
+}
+
+const INTEGER_KEY = new Error("integer-like key");
+const INTEGER_LIKE = /^(?:0|[1-9]\d*)$/;
+
+function sortedMembers(this: unknown, _key: string, v: unknown): unknown {
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) throw new TypeError("canonical JSON has no NaN or Infinity");
+    return v;
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    if (typeof v === "function" || typeof v === "symbol" || typeof v === "bigint")
+      throw new TypeError(`canonical JSON cannot encode a ${typeof v}`);
+    return v;
+  }
+  const keys = Object.keys(v);
+  let sorted = true;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    if (INTEGER_LIKE.test(k)) throw INTEGER_KEY;
+    if (i > 0 && keys[i - 1]! > k) sorted = false;
+  }
+  if (sorted) return v;
+  keys.sort();
+  const out: Record<string, unknown> = {};
+  for (const k of keys) out[k] = (v as Record<string, unknown>)[k];
+  return out;
+}
+
+/** The reference implementation: member by member. */
+export function slowCanonicalJson(value: unknown): string {
   if (value === null) return "null";
   switch (typeof value) {
     case "boolean":
@@ -42,12 +86,13 @@ export function canonicalJson(value: unknown): string {
     case "string":
       return JSON.stringify(value);
     case "object": {
-      if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v ?? null)).join(",")}]`;
+      if (Array.isArray(value))
+        return `[${value.map((v) => slowCanonicalJson(v ?? null)).join(",")}]`;
       const obj = value as Record<string, unknown>;
       const keys = Object.keys(obj)
         .filter((k) => obj[k] !== undefined)
         .sort();
-      return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(",")}}`;
+      return `{${keys.map((k) => `${JSON.stringify(k)}:${slowCanonicalJson(obj[k])}`).join(",")}}`;
     }
     default:
       throw new TypeError(`canonical JSON cannot encode a ${typeof value}`);
@@ -113,7 +158,7 @@ interface BodyBase {
 export interface StatementStartBody extends BodyBase {
   type: "statement_start";
   sql: string;
-  protocol: "simple" | "extended";
+  protocol: StatementProtocol;
 }
 
 /** A statement completed, or policy refused it. */
@@ -127,7 +172,7 @@ export interface StatementBody extends BodyBase {
   sql: string | null;
   /** sha256 of the text, so the completion binds to the start's text. */
   sqlSha256: string;
-  protocol: "simple" | "extended";
+  protocol: StatementProtocol;
   durationMs: number;
   commandTag: string | null;
   rows: number | null;
@@ -138,12 +183,26 @@ export interface StatementBody extends BodyBase {
   preview: ResultPreview | null;
 }
 
-export type EventBody = StatementStartBody | StatementBody;
+/** Something an ssh session did: terminal output, a resize, a command, an exit, an sftp operation. */
+export interface SshBody extends BodyBase {
+  type: "ssh";
+  event: SshEvent;
+}
+
+/** A request (or WebSocket) of an http session, with its outcome. */
+export interface HttpBody extends BodyBase {
+  type: "http";
+  event: HttpEvent;
+}
+
+export type EventBody = StatementStartBody | StatementBody | SshBody | HttpBody;
 
 /** The body without what the chain fills in. */
 export type EventFields =
   | Omit<StatementStartBody, "v" | "sessionId" | "seq">
-  | Omit<StatementBody, "v" | "sessionId" | "seq">;
+  | Omit<StatementBody, "v" | "sessionId" | "seq">
+  | Omit<SshBody, "v" | "sessionId" | "seq">
+  | Omit<HttpBody, "v" | "sessionId" | "seq">;
 
 export function sqlSha256(sql: string): string {
   return sha256(sql);

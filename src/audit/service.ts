@@ -10,6 +10,7 @@ import {
   type SessionStore,
 } from "../store/types.js";
 import { eventHash, headerHash, sealBody, sealDigest, type EventBody } from "./chain.js";
+import { ExitCode, GwError } from "../errors.js";
 import { auditUnavailable } from "./errors.js";
 import { DEFAULT_PREVIEW, type PreviewLimits } from "./preview.js";
 import { AuditSigner } from "./signer.js";
@@ -88,6 +89,8 @@ export interface RecorderAudit {
   signer: AuditSigner | null;
   gate: WriteGate;
   now: () => number;
+  /** The broker replica the session runs in, recorded on its session record. */
+  brokerId?: string;
 }
 
 export interface AuditServiceOptions {
@@ -98,6 +101,8 @@ export interface AuditServiceOptions {
   /** Instead of the key file (tests). */
   signer?: AuditSigner;
   asyncBuffer?: number;
+  /** The broker replica this service runs in: recorded on every session it records. */
+  brokerId?: string;
 }
 
 /**
@@ -128,14 +133,17 @@ export class AuditService {
   }
 
   mode(connection: string): AuditMode {
-    return this.opts.config.connections[connection]?.audit ?? DEFAULT_AUDIT_MODE;
+    const conn = this.opts.config.connections[connection];
+    return (conn && "audit" in conn ? conn.audit : undefined) ?? DEFAULT_AUDIT_MODE;
   }
 
   /** The preview limits of a connection: its own, else its policy's, else the default. */
   previewLimits(connection: string): PreviewLimits | false {
     const conn = this.opts.config.connections[connection];
-    const policy = conn?.policy ? this.opts.config.policies[conn.policy] : undefined;
-    const p = conn?.recording?.preview ?? policy?.recording?.preview;
+    // Previews are of query results: postgres only.
+    if (conn?.type !== "postgres") return { ...DEFAULT_PREVIEW };
+    const policy = conn.policy ? this.opts.config.policies[conn.policy] : undefined;
+    const p = conn.recording?.preview ?? policy?.recording?.preview;
     if (p === false) return false;
     return p ? { rows: p.rows, kib: p.kib } : { ...DEFAULT_PREVIEW };
   }
@@ -147,6 +155,7 @@ export class AuditService {
       signer: this.signer,
       gate: this.gate,
       now: this.now,
+      ...(this.opts.brokerId !== undefined ? { brokerId: this.opts.brokerId } : {}),
     };
   }
 
@@ -207,19 +216,29 @@ export class AuditService {
     return verifySessionIn(this.opts.store, session, createPublicKey(this.signer.publicKeyPem));
   }
 
-  /** Ends and seals every open session (its chain, if intact, as it stands); how many. */
-  async recoverOpenSessions(): Promise<number> {
+  /**
+   * Ends and seals every open session (its chain, if intact, as it stands); how many. With
+   * `brokerId`, only the sessions of that broker replica: one that was lost (endReason
+   * broker_lost). A session that ends otherwise meanwhile (its broker was not dead after all,
+   * or another replica sealed it first) is left as that made it.
+   */
+  async recoverOpenSessions(opts: { brokerId?: string } = {}): Promise<number> {
+    const lost = opts.brokerId !== undefined;
     let count = 0;
     const done = new Set<string>();
     for (;;) {
       const open = (
-        await this.opts.store.listSessions({ open: true, limit: MAX_SESSION_LIMIT })
+        await this.opts.store.listSessions({
+          open: true,
+          limit: MAX_SESSION_LIMIT,
+          ...(lost ? { brokerId: opts.brokerId } : {}),
+        })
       ).filter((s) => !done.has(s.id));
       if (open.length === 0) return count;
       for (const s of open) {
         done.add(s.id);
         try {
-          await this.recover(s);
+          await this.recover(s, lost ? "broker_lost" : "broker_shutdown");
           count++;
         } catch (err) {
           this.log("error", "could not seal a session left open", {
@@ -231,7 +250,10 @@ export class AuditService {
     }
   }
 
-  private async recover(s: SessionRecord): Promise<void> {
+  private async recover(
+    s: SessionRecord,
+    endReason: "broker_shutdown" | "broker_lost",
+  ): Promise<void> {
     const events = await this.opts.store.listEvents(s.id);
     let head = headerHash(s);
     let intact = true;
@@ -251,13 +273,19 @@ export class AuditService {
         counts[body.decision]++;
       }
     }
+    const why =
+      endReason === "broker_lost"
+        ? `its broker replica${s.brokerId ? ` ${s.brokerId}` : ""} stopped sending heartbeats`
+        : "the broker stopped before the session ended";
     const ended: SessionRecord = {
       ...s,
       endedAt: Math.round(last),
-      endReason: "broker_shutdown",
+      endReason,
       endDetail: intact
-        ? "the broker stopped before the session ended; sealed at its next start"
-        : "the broker stopped before the session ended; its chain was broken, so it was not sealed",
+        ? endReason === "broker_lost"
+          ? `${why}; sealed by another replica`
+          : `${why}; sealed at its next start`
+        : `${why}; its chain was broken, so it was not sealed`,
       statementCount: statements,
       decisions: counts,
     };
@@ -324,6 +352,18 @@ export function signingKeyPath(config: BrokerConfig): string | null {
 }
 
 function openSigner(config: BrokerConfig): AuditSigner {
+  if ("postgres" in config.store && !config.signingKey) {
+    // Replicas seal each other's sessions, and verification uses one public key: a key of
+    // their own per process (or per restart) would leave seals nobody can check.
+    throw new GwError(
+      "signing_key_required",
+      "store.postgres needs signingKey.file: every broker replica must sign with the same audit key",
+      {
+        exitCode: ExitCode.config,
+        hint: "Make one key (start one broker with signingKey.file set, or `openssl genpkey -algorithm ed25519`), and give every replica that file.",
+      },
+    );
+  }
   const path = signingKeyPath(config);
   return path === null ? AuditSigner.ephemeral() : AuditSigner.loadOrCreate(path);
 }

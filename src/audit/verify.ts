@@ -8,6 +8,8 @@ import {
   sealDigest,
   sqlSha256,
   type EventBody,
+  type HttpBody,
+  type SshBody,
   type StatementBody,
 } from "./chain.js";
 import { keyIdOf, verifyDigest } from "./signer.js";
@@ -265,7 +267,18 @@ function checkStatements(
     if (st.eventSeq === undefined) continue;
     seen.add(st.eventSeq);
     const p = bySeq.get(st.eventSeq);
-    if (!p || !p.contentOk || p.body?.type !== "statement") continue; // reported already
+    if (!p || !p.contentOk) continue; // reported already
+    if (p.body?.type === "ssh" || p.body?.type === "http") {
+      const diff = protocolRowDiff(st, p.body, bySeq);
+      if (diff.length > 0)
+        problems.push({
+          kind: "statement_edited",
+          seq: p.seq,
+          message: `statement #${st.seq} was edited in the statements table (${diff.join(", ")} differ from event ${p.seq})`,
+        });
+      continue;
+    }
+    if (p.body?.type !== "statement") continue;
     const body = p.body;
     const start = body.startSeq === null ? undefined : bySeq.get(body.startSeq);
     const diff: string[] = [];
@@ -316,6 +329,55 @@ function checkStatements(
       });
     }
   }
+}
+
+/**
+ * What differs between the searchable row of an ssh command or http request and the event it
+ * copies (src/broker/protocol-recording.ts writes them). An exit event does not repeat its
+ * command: that comes from the channel's exec event before it.
+ */
+function protocolRowDiff(
+  st: StatementEvent,
+  body: SshBody | HttpBody,
+  bySeq: Map<number, Placed>,
+): string[] {
+  const diff: string[] = [];
+  if (st.at !== body.at) diff.push("at");
+  if (body.type === "http") {
+    const e = body.event;
+    if (e.kind !== "request" && e.kind !== "websocket") return ["kind"];
+    const line = `${e.kind === "request" ? e.method : "GET"} ${e.path}${e.query ? `?${e.query}` : ""}`;
+    if (st.sql !== (e.kind === "websocket" ? `${line} (websocket)` : line)) diff.push("sql");
+    if (st.commandTag !== (e.status === null ? null : String(e.status))) diff.push("commandTag");
+    if ((st.decision ?? "allowed") !== e.decision) diff.push("decision");
+    if (st.durationMs !== e.durationMs) diff.push("durationMs");
+    if (st.protocol !== "http") diff.push("protocol");
+    return diff;
+  }
+  const e = body.event;
+  if (st.protocol !== "exec") diff.push("protocol");
+  if (e.kind === "exec") {
+    if (st.sql !== e.command) diff.push("sql");
+    if ((st.decision ?? "allowed") !== e.decision) diff.push("decision");
+    return diff;
+  }
+  if (e.kind === "exit" || e.kind === "refused") {
+    if (e.kind === "exit") {
+      const tag =
+        e.code !== null ? `exit ${e.code}` : e.signal !== null ? `signal ${e.signal}` : null;
+      if (st.commandTag !== tag) diff.push("commandTag");
+    }
+    // The command: the latest exec on the same channel before this event.
+    let command: string | null = null;
+    for (let seq = body.seq - 1; seq >= 1 && command === null; seq--) {
+      const b = bySeq.get(seq)?.body;
+      if (b?.type === "ssh" && b.event.kind === "exec" && b.event.channel === e.channel)
+        command = b.event.command;
+    }
+    if (command !== null && st.sql !== command) diff.push("sql");
+    return diff;
+  }
+  return ["kind"];
 }
 
 function parseBody(text: string): EventBody | null {

@@ -10,7 +10,8 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { randomUUID } from "node:crypto";
 import { WebSocketServer, type WebSocket } from "ws";
-import type { BrokerConfig, ConnectionConfig } from "../config/schema.js";
+import type { BrokerConfig, ConnectionConfig, PostgresConnectionConfig } from "../config/schema.js";
+import type { SecretRef } from "../config/refs.js";
 import { readSecret } from "../config/secrets.js";
 import { isGwError } from "../errors.js";
 import { isAllowed, type Identity } from "../identity/principal.js";
@@ -20,6 +21,7 @@ import { SqlState } from "../protocols/postgres/codes.js";
 import { PgWireError } from "../protocols/postgres/pg-wire-error.js";
 import { PostgresSession, signInExpiredError } from "../protocols/postgres/session.js";
 import type { UpstreamTarget } from "../protocols/postgres/upstream.js";
+import type { Dial } from "../net/dial.js";
 import type { SessionStore } from "../store/types.js";
 import { ApiError, clientAddress, refuseUpgrade, sendError, sendJson } from "./http-util.js";
 import { createLogger, redact, type Logger } from "./logger.js";
@@ -42,6 +44,10 @@ import { compileMaskingProfile, type MaskingProfile } from "../policy/masking/in
 import { CatalogCache } from "../protocols/postgres/catalog.js";
 import { ResultMasking } from "../protocols/postgres/result-masking.js";
 import { BrokerSessionPolicy } from "./session-policy.js";
+import { Replicas, type ReplicaTimings } from "./replicas.js";
+import { replicaRegistryOf } from "../store/replica-registry.js";
+import { AgentHub, viaOf } from "./agent-hub.js";
+import { ProtocolSessions, type RunningSession } from "./protocol-sessions.js";
 
 export interface BrokerOptions {
   config: BrokerConfig;
@@ -56,13 +62,21 @@ export interface BrokerOptions {
    * the file (tests) must not close the first one's live sessions.
    */
   recoverOrphans?: boolean;
+  /**
+   * This broker's replica id, recorded on its sessions and approval requests; default a random
+   * UUID per start. With a store replicas share (PostgreSQL), the replica registers under it.
+   */
+  brokerId?: string;
+  /** Heartbeat and lost-replica timings, for a store replicas share (tests shorten them). */
+  replicas?: ReplicaTimings;
 }
 
 interface LiveSession {
   id: string;
   identity: Identity;
   connection: string;
-  session: PostgresSession;
+  /** Tells the client the broker is going away, and ends the session. */
+  shutdown: () => void;
   channel: WsChannel;
 }
 
@@ -82,7 +96,15 @@ export class Broker {
   private readonly notifier: Notifier;
   /** Hash chains, the broker's signing key, durability modes, retention. */
   readonly audit: AuditService;
+  /** This replica's id: on its sessions and approval requests, and in a shared store's registry. */
+  readonly brokerId: string;
+  /** Membership in a store replicas share; null for a store this broker has to itself. */
+  private replicas: Replicas | null = null;
+  /** Outbound agents' control channels, and the streams to targets behind them (docs/agent.md). */
+  readonly agents: AgentHub;
   /** Per connection, compiled once: its policy, masking profile and catalog cache. */
+  /** ssh, http and tcp sessions: their policies, host key and recording. */
+  readonly protocols: ProtocolSessions;
   private readonly policies = new Map<
     string,
     { policy: CompiledPolicy | null; mask: MaskingProfile | null; catalog: CatalogCache | null }
@@ -92,7 +114,9 @@ export class Broker {
     const cfg = opts.config;
     this.log = opts.logger ?? createLogger();
     this.verifier = opts.verifier ?? new TokenVerifier(cfg.identity);
+    this.brokerId = opts.brokerId ?? randomUUID();
     this.approvals = new ApprovalService(opts.store, {
+      brokerId: this.brokerId,
       onError: (err, context) =>
         this.log.log("error", "approvals: " + context, {
           error: err instanceof Error ? err.message : String(err),
@@ -102,8 +126,22 @@ export class Broker {
       config: cfg,
       store: opts.store,
       log: (l, m, f) => this.log.log(l, m, f),
+      brokerId: this.brokerId,
     });
     this.notifier = createNotifier(cfg.notifications, this.log.child({ component: "notify" }));
+    this.agents = new AgentHub({
+      config: cfg,
+      verify: (token) => this.verifier.verify(token),
+      log: this.log.child({ component: "agents" }),
+    });
+    this.protocols = new ProtocolSessions({
+      config: cfg,
+      store: opts.store,
+      audit: this.audit,
+      approvals: this.approvals,
+      log: this.log,
+      dial: (name, conn, timeoutMs) => this.agentDial(name, conn, timeoutMs),
+    });
     this.notifier.attach(this.approvals);
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {
@@ -147,9 +185,9 @@ export class Broker {
     });
     this.server.on("clientError", (_err, socket) => socket.destroy());
     for (const c of Object.values(cfg.connections)) {
-      if (c.target.password) {
+      for (const ref of connectionSecrets(c)) {
         try {
-          redact(readSecret(c.target.password, "password"));
+          redact(readSecret(ref, "a connection secret"));
         } catch {
           // Reported when a session needs it; the broker still serves the other connections.
         }
@@ -162,7 +200,7 @@ export class Broker {
     await initPolicyParser();
     const b = new Broker(opts);
     // Requests left pending by a broker that died can never be released: close them. (An
-    // embedded store has one broker; a shared store will need per-replica ownership.)
+    // embedded store has one broker; replicas sharing a store sweep per replica, below.)
     const recover = opts.recoverOrphans ?? "sqlite" in opts.config.store;
     const orphans = recover ? await b.approvals.cancelOrphans() : 0;
     // Sessions a crashed broker left open are closed and sealed; retention runs now and daily.
@@ -171,6 +209,25 @@ export class Broker {
       b.log.log("warn", "cancelled approval requests left pending by a previous broker", {
         count: orphans,
       });
+    // A store replicas share: register, heartbeat, and close what lost replicas left open.
+    const registry = replicaRegistryOf(opts.store);
+    if (registry !== null) {
+      b.replicas = new Replicas({
+        ...opts.replicas,
+        id: b.brokerId,
+        url: () => opts.config.publicUrl ?? (b.server.listening ? b.url : null),
+        registry,
+        audit: b.audit,
+        approvals: b.approvals,
+        log: b.log.child({ component: "replicas" }),
+      });
+      try {
+        await b.replicas.start();
+      } catch (err) {
+        await b.close().catch(() => undefined);
+        throw err;
+      }
+    }
     const [host, portText] = splitHostPort(opts.config.listen);
     const listen = opts.listen ?? { host, port: Number(portText) };
     await new Promise<void>((resolve, reject) => {
@@ -201,21 +258,15 @@ export class Broker {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    for (const s of this.live.values()) {
-      s.session.terminate(
-        "broker_shutdown",
-        new PgWireError(
-          SqlState.adminShutdown,
-          "gw: the broker is shutting down; reconnect in a moment",
-        ),
-      );
-    }
+    for (const s of this.live.values()) s.shutdown();
     // Sessions were told; give the close frames a moment, then drop whatever lingers, so a
     // client that never answers the close handshake cannot hold shutdown for 30 s.
     if (this.wss.clients.size > 0) await new Promise((r) => setTimeout(r, 250));
     for (const ws of this.wss.clients) ws.terminate();
     this.wss.close();
+    await this.agents.close();
     await this.approvals.close();
+    await this.replicas?.stop();
     this.audit.close();
     await this.notifier.close(2000);
     await new Promise<void>((resolve) => {
@@ -274,6 +325,11 @@ export class Broker {
     }
     if (path === "/v1/whoami")
       return sendJson(res, 200, { identity, auditor: this.isAuditor(identity) });
+    if (path === "/v1/agents") {
+      if (!this.isAuditor(identity))
+        return sendError(res, new ApiError(403, "forbidden", "only auditors may list the agents"));
+      return sendJson(res, 200, { agents: this.agents.status() });
+    }
     if (path === "/v1/connections") {
       const list = Object.entries(this.opts.config.connections)
         .filter(([, c]) => isAllowed(identity, c.allow))
@@ -281,7 +337,8 @@ export class Broker {
           name,
           type: c.type,
           description: c.description ?? null,
-          database: c.target.database,
+          database: c.type === "postgres" ? c.target.database : null,
+          ...(c.type === "ssh" ? { user: c.target.user } : {}),
         }));
       return sendJson(res, 200, { connections: list });
     }
@@ -312,7 +369,25 @@ export class Broker {
         ...(id.login ? { login: id.login } : {}),
       },
       tunnel: { transport: "websocket", path: "/v1/tunnel/{connection}" },
+      ...(this.hasSsh() ? { ssh: this.sshHostKeyInfo() } : {}),
     };
+  }
+
+  private hasSsh(): boolean {
+    return Object.values(this.opts.config.connections).some((c) => c.type === "ssh");
+  }
+
+  /** The broker's ssh host key, which clients pin (null when it cannot be loaded). */
+  private sshHostKeyInfo(): { hostKey: string; fingerprint: string } | null {
+    try {
+      const k = this.protocols.hostKey();
+      return { hostKey: k.publicKey, fingerprint: k.fingerprint };
+    } catch (err) {
+      this.log.log("error", "the broker's ssh host key is unusable", {
+        error: err instanceof Error ? err.message : String(err),
+      });
+      return null;
+    }
   }
 
   private isAuditor(id: Identity): boolean {
@@ -328,6 +403,7 @@ export class Broker {
 
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const url = new URL(req.url ?? "/", "http://x");
+    if (AgentHub.handles(url.pathname)) return this.agents.upgrade(req, socket, head);
     const m = /^\/v1\/tunnel\/([^/]+)$/.exec(url.pathname);
     if (!m)
       return refuseUpgrade(
@@ -380,6 +456,10 @@ export class Broker {
     const id = randomUUID();
     const log = this.log.child({ session: id, connection: name, oid: identity.oid });
     const channel = new WsChannel(ws, clientAddress(req));
+    if (conn.type !== "postgres") {
+      this.startProtocolSession(ws, req, { id, name, conn, identity, channel, log });
+      return;
+    }
     let target: UpstreamTarget;
     let policing: ReturnType<Broker["policyOf"]>;
     try {
@@ -468,7 +548,20 @@ export class Broker {
       cancels: this.cancels,
       hooks,
     });
-    this.live.set(id, { id, identity, connection: name, session, channel });
+    this.live.set(id, {
+      id,
+      identity,
+      connection: name,
+      channel,
+      shutdown: () =>
+        session.terminate(
+          "broker_shutdown",
+          new PgWireError(
+            SqlState.adminShutdown,
+            "gw: the broker is shutting down; reconnect in a moment",
+          ),
+        ),
+    });
     ws.on("message", (data: Buffer, isBinary: boolean) => {
       if (isBinary) session.onClientData(data);
       else this.onControl(data, validity, channel, log);
@@ -477,6 +570,88 @@ export class Broker {
       validity.stop();
       this.live.delete(id);
       session.onClientClosed();
+    });
+    ws.on("error", (err) => log.log("warn", "tunnel stream error", { error: err.message }));
+  }
+
+  /** An ssh, http or tcp session: the same identity, validity and control frames as postgres. */
+  private startProtocolSession(
+    ws: WebSocket,
+    req: IncomingMessage,
+    s: {
+      id: string;
+      name: string;
+      conn: Exclude<ConnectionConfig, PostgresConnectionConfig>;
+      identity: Identity;
+      channel: WsChannel;
+      log: Logger;
+    },
+  ): void {
+    const { id, channel, log } = s;
+    let expiryAnnounced = false;
+    const announceExpiry = () => {
+      if (expiryAnnounced) return;
+      expiryAnnounced = true;
+      log.log("info", "sign-in expired; ending the session");
+      channel.sendControl({ type: "sign_in_expired" });
+    };
+    let session: RunningSession | null = null;
+    const validity = new SessionValidity(
+      s.identity,
+      this.opts.config.identity.expiryGraceSeconds * 1000,
+      () => {
+        announceExpiry();
+        session?.expire();
+      },
+    );
+    try {
+      session = this.protocols.start(
+        {
+          id,
+          name: s.name,
+          identity: s.identity,
+          channel,
+          log,
+          agentLabel: new URL(req.url ?? "/", "http://x").searchParams.get("agent"),
+          signInExpired: () => {
+            if (!validity.expired) return false;
+            announceExpiry();
+            return true;
+          },
+          control: (event: Record<string, unknown>) => channel.sendControl(event),
+        },
+        s.conn,
+      );
+    } catch (err) {
+      // A secret or key that cannot be read: the client hears it is misconfigured, no more.
+      validity.stop();
+      log.log("error", "connection misconfigured", {
+        error: isGwError(err) || err instanceof Error ? err.message : String(err),
+      });
+      channel.sendControl({
+        type: "error",
+        message: `gw: the broker cannot open ${s.name}: it is misconfigured; tell the broker's operators`,
+      });
+      channel.close();
+      return;
+    }
+    if (session === null) return;
+    const running: RunningSession = session;
+    this.live.set(id, {
+      id,
+      identity: s.identity,
+      connection: s.name,
+      channel,
+      shutdown: () => running.shutdown(),
+    });
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      if (isBinary) running.onClientData(data);
+      else this.onControl(data, validity, channel, log);
+    });
+    ws.on("close", () => {
+      validity.stop();
+      this.live.delete(id);
+      running.onClientClosed();
     });
     ws.on("error", (err) => log.log("warn", "tunnel stream error", { error: err.message }));
   }
@@ -520,7 +695,7 @@ export class Broker {
 
   private policyOf(
     name: string,
-    conn: ConnectionConfig,
+    conn: PostgresConnectionConfig,
   ): { policy: CompiledPolicy | null; mask: MaskingProfile | null; catalog: CatalogCache | null } {
     let entry = this.policies.get(name);
     if (!entry) {
@@ -549,7 +724,7 @@ export class Broker {
     return entry;
   }
 
-  private targetOf(name: string, conn: ConnectionConfig): UpstreamTarget {
+  private targetOf(name: string, conn: PostgresConnectionConfig): UpstreamTarget {
     const t = conn.target;
     return {
       name,
@@ -563,7 +738,15 @@ export class Broker {
       tls: t.tls,
       ca: t.ca,
       connectTimeoutMs: t.connectTimeout * 1000,
+      dial: this.agentDial(name, conn, t.connectTimeout * 1000),
     };
+  }
+
+  /** For a connection with `via: <agent>`: its target's bytes go through that agent. */
+  private agentDial(name: string, conn: ConnectionConfig, timeoutMs: number): Dial | undefined {
+    const via = viaOf(conn);
+    if (via === undefined) return undefined;
+    return (host, port) => this.agents.dial(via, host, port, { connection: name, timeoutMs });
   }
 }
 
@@ -571,6 +754,26 @@ function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof AuthError) return new ApiError(err.status, err.code, err.message);
   return new ApiError(500, "internal", "internal broker error; see the broker log");
+}
+
+/** Every secret a connection's target names, so none of them can reach a log line. */
+function connectionSecrets(c: ConnectionConfig): SecretRef[] {
+  switch (c.type) {
+    case "postgres":
+      return c.target.password ? [c.target.password] : [];
+    case "ssh":
+      return [c.target.password, c.target.passphrase, c.target.privateKey].filter(
+        (r): r is SecretRef => r !== undefined,
+      );
+    case "http":
+      return [
+        ...Object.values(c.target.headers ?? {}),
+        ...(c.target.bearer ? [c.target.bearer] : []),
+        ...(c.target.basic ? [c.target.basic.password] : []),
+      ];
+    case "tcp":
+      return [];
+  }
 }
 
 function splitHostPort(listen: string): [string, string] {

@@ -17,8 +17,10 @@ import {
   type ApprovalStatus,
   type AuditEvent,
   type ResultPreview,
+  type SessionProtocol,
   type SessionRecord,
   type SessionStore,
+  type StatementDecision,
   type StatementApproval,
   type StatementEvent,
 } from "../store/types.js";
@@ -67,20 +69,10 @@ export function recordingHooks(opts: {
   agentLabel?: string | null;
   /** The broker's audit settings and key; without it, chains are written but not signed. */
   audit?: AuditService | RecorderAudit;
+  /** The connection's type (default postgres). */
+  protocol?: SessionProtocol;
 }): RecordingHooks {
-  const audit: RecorderAudit =
-    opts.audit === undefined
-      ? {
-          mode: DEFAULT_AUDIT_MODE,
-          preview: { ...DEFAULT_PREVIEW },
-          signer: null,
-          gate: new WriteGate(DEFAULT_ASYNC_BUFFER),
-          now: Date.now,
-        }
-      : "forConnection" in opts.audit
-        ? opts.audit.forConnection(opts.connection)
-        : opts.audit;
-  const r = new SessionRecorder(opts, audit);
+  const r = openRecorder(opts);
   return {
     onStart: (info) => r.start(info.applicationName),
     beforeStatement: (info) => {
@@ -95,6 +87,29 @@ export function recordingHooks(opts: {
     log: (level, msg, fields) => opts.log.log(level, msg, fields),
   };
 }
+
+/** The recorder of one session, for protocols that record events rather than statements. */
+export function openRecorder(opts: Parameters<typeof recordingHooks>[0]): SessionRecorder {
+  const audit: RecorderAudit =
+    opts.audit === undefined
+      ? {
+          mode: DEFAULT_AUDIT_MODE,
+          preview: { ...DEFAULT_PREVIEW },
+          signer: null,
+          gate: new WriteGate(DEFAULT_ASYNC_BUFFER),
+          now: Date.now,
+        }
+      : "forConnection" in opts.audit
+        ? opts.audit.forConnection(opts.connection)
+        : opts.audit;
+  return new SessionRecorder(opts, audit);
+}
+
+/** The searchable row of an ssh command or http request (the rest is filled in). */
+export type RowOf = Pick<
+  StatementEvent,
+  "durationMs" | "sql" | "protocol" | "commandTag" | "errorMessage"
+> & { decision: StatementDecision };
 
 interface OpenStart {
   seq: number;
@@ -111,7 +126,7 @@ interface Appended {
   committed: Promise<void>;
 }
 
-class SessionRecorder {
+export class SessionRecorder {
   private record: SessionRecord | null = null;
   private chain: ChainBuilder | null = null;
   private statementNo = 0;
@@ -133,7 +148,7 @@ class SessionRecorder {
       id: this.opts.sessionId,
       identity: { oid: identity.oid, name: identity.name, type: identity.type, upn: identity.upn },
       connection: this.opts.connection,
-      protocol: "postgres",
+      protocol: this.opts.protocol ?? "postgres",
       applicationName,
       clientAddress: this.opts.clientAddress,
       startedAt: this.audit.now(),
@@ -146,6 +161,7 @@ class SessionRecorder {
     };
     if (identity.upn === undefined) delete rec.identity.upn;
     if (this.opts.agentLabel) rec.agentLabel = this.opts.agentLabel;
+    if (this.audit.brokerId !== undefined) rec.brokerId = this.audit.brokerId;
     await this.opts.store.createSession(rec);
     this.record = rec;
     this.chain = new ChainBuilder(rec.id, headerHash(rec));
@@ -247,6 +263,61 @@ class SessionRecorder {
       false,
     );
     return a.committed;
+  }
+
+  /**
+   * Appends an ssh or http event, with the statement row that makes it searchable (an ssh
+   * command, an http request) when `row` gives one. `durable`: committed and synced before the
+   * promise settles. Rejects when the session was not recorded or recording failed earlier.
+   */
+  event(
+    fields: Extract<EventFields, { type: "ssh" | "http" }>,
+    row?: RowOf,
+    durable = false,
+  ): Promise<void> {
+    if (this.record === null)
+      return Promise.reject(auditUnavailable("the session was not recorded"));
+    if (this.failed !== null) {
+      return Promise.reject(
+        auditUnavailable("recording this session failed earlier; it must end", this.failed),
+      );
+    }
+    let n = 0;
+    if (row) {
+      n = ++this.statementNo;
+      this.counts[row.decision]++;
+    }
+    return this.append(
+      null,
+      () => fields,
+      (event) =>
+        row
+          ? {
+              sessionId: this.opts.sessionId,
+              seq: n,
+              at: fields.at,
+              eventSeq: event.seq,
+              rows: null,
+              errorCode: null,
+              ...row,
+            }
+          : undefined,
+      durable,
+    ).committed;
+  }
+
+  /** When the session started (epoch ms), once it is recorded. */
+  get startedAt(): number | null {
+    return this.record?.startedAt ?? null;
+  }
+
+  /** Statement rows written so far. */
+  get statements(): number {
+    return this.statementNo;
+  }
+
+  now(): number {
+    return this.audit.now();
   }
 
   end(info: {

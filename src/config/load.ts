@@ -5,6 +5,8 @@ import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { ExitCode, GwError } from "../errors.js";
 import { brokerConfig, type BrokerConfig } from "./schema.js";
+import type { SecretRef } from "./refs.js";
+import { validateTcpPolicy } from "../protocols/tcp/config.js";
 
 export interface ConfigProblem {
   /** Dotted path into the YAML, e.g. `connections.db-prod.target.port`. */
@@ -78,6 +80,17 @@ function crossChecks(cfg: BrokerConfig): ConfigProblem[] {
   }
   const policyNames = Object.keys(cfg.policies);
   for (const [name, conn] of Object.entries(cfg.connections)) {
+    // ssh and http policies are written inline; postgres and tcp name one.
+    if (conn.type !== "postgres" && conn.type !== "tcp") continue;
+    if (
+      conn.type === "tcp" &&
+      conn.policy !== undefined &&
+      Object.hasOwn(cfg.policies, conn.policy)
+    ) {
+      // Fail closed: a rule or mask the broker cannot apply to opaque bytes is an error.
+      const why = validateTcpPolicy(cfg.policies[conn.policy]);
+      if (why) problems.push({ path: `connections.${name}.policy`, message: why });
+    }
     if (conn.policy !== undefined && !Object.hasOwn(cfg.policies, conn.policy)) {
       problems.push({
         path: `connections.${name}.policy`,
@@ -97,10 +110,33 @@ function resolvePaths(cfg: BrokerConfig, baseDir: string): BrokerConfig {
   if (cfg.identity.ca) cfg.identity.ca = abs(cfg.identity.ca);
   if ("sqlite" in cfg.store && cfg.store.sqlite !== ":memory:")
     cfg.store = { sqlite: abs(cfg.store.sqlite) };
+  const ref = <T extends SecretRef | undefined>(r: T): T =>
+    (r && "file" in r ? { file: abs(r.file) } : r) as T;
   for (const conn of Object.values(cfg.connections)) {
-    if (conn.target.ca) conn.target.ca = abs(conn.target.ca);
-    if (conn.target.password && "file" in conn.target.password) {
-      conn.target.password = { file: abs(conn.target.password.file) };
+    switch (conn.type) {
+      case "postgres":
+        if (conn.target.ca) conn.target.ca = abs(conn.target.ca);
+        conn.target.password = ref(conn.target.password);
+        break;
+      case "ssh":
+        conn.target.knownHosts = abs(conn.target.knownHosts);
+        conn.target.privateKey = ref(conn.target.privateKey);
+        conn.target.passphrase = ref(conn.target.passphrase);
+        conn.target.password = ref(conn.target.password);
+        break;
+      case "http": {
+        const t = conn.target;
+        if (t.ca) t.ca = abs(t.ca);
+        if (t.clientCert)
+          t.clientCert = { cert: abs(t.clientCert.cert), key: abs(t.clientCert.key) };
+        t.bearer = ref(t.bearer);
+        if (t.basic) t.basic = { ...t.basic, password: ref(t.basic.password) };
+        if (t.headers)
+          t.headers = Object.fromEntries(Object.entries(t.headers).map(([h, r]) => [h, ref(r)]));
+        break;
+      }
+      case "tcp":
+        break;
     }
   }
   for (const policy of Object.values(cfg.policies)) {

@@ -218,6 +218,7 @@ const PATTERN_NAMES: Record<string, string> = {
   "^[^.\\s]+\\.[^.\\s]+\\.[^.\\s]+$": "`schema.table.column` glob",
   "^[^.\\s()]+$": "function-name glob",
   "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$": "header name",
+  "^\\/": "path glob",
 };
 
 /** Enumerations longer than this are listed under their table rather than in it. */

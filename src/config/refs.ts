@@ -33,3 +33,15 @@ export const principal = z
     /^(group|role|user|app):.+$/,
     "expected group:<id>, role:<app role>, user:<oid> or app:<oid>",
   );
+
+/** Agent names, as keys of `agents` and values of a connection's `via`. */
+export const agentName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]*$/i, "agent names use letters, digits, . _ -");
+
+/** A connection's `via` (postgres, ssh and tcp connections; the broker checks the agent exists). */
+export const viaAgent = agentName
+  .optional()
+  .describe(
+    "The outbound agent (a key of `agents`) the broker reaches this target through, for a target in a private network; the agent only relays bytes, and policy, masking and recording stay in the broker (docs/agent.md). Without it, the broker connects directly.",
+  );

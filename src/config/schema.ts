@@ -1,6 +1,9 @@
 import { z } from "zod";
-import { principal, secretRef } from "./refs.js";
+import { agentName, principal, secretRef, viaAgent } from "./refs.js";
 import { notificationsConfig } from "../notify/config.js";
+import { httpConnection } from "../protocols/http/config.js";
+import { sshConnection } from "../protocols/ssh/config.js";
+import { tcpConnection } from "../protocols/tcp/config.js";
 import { parseDuration } from "../policy/duration.js";
 import {
   MASK_DETECTORS,
@@ -120,13 +123,17 @@ export const postgresConnection = z
     recording: recordingConfig
       .optional()
       .describe("What sessions record besides statements; overrides the policy's `recording`."),
+    via: viaAgent,
   })
   .strict();
 
-export const connection = z.discriminatedUnion("type", [postgresConnection], {
-  error: "type must be one of: postgres",
-});
+export const connection = z.discriminatedUnion(
+  "type",
+  [postgresConnection, sshConnection, httpConnection, tcpConnection],
+  { error: "type must be one of: postgres, ssh, http, tcp" },
+);
 export type ConnectionConfig = z.infer<typeof connection>;
+export type PostgresConnectionConfig = z.infer<typeof postgresConnection>;
 
 export const identityConfig = z
   .object({
@@ -204,7 +211,39 @@ export const storeConfig = z.union([
         .describe("Keep everything in memory, gone when the broker stops (throwaway brokers)."),
     })
     .strict(),
+  z
+    .object({
+      postgres: z
+        .union([
+          z
+            .string()
+            .min(1)
+            .refine((url) => !urlHasPassword(url), {
+              message:
+                "this URL holds a password: give it as { env: VAR } or { file: PATH } instead",
+            })
+            .describe(
+              "A postgres:// URL without a password (the server trusts this host, or PGPASSWORD / ~/.pgpass has it).",
+            ),
+          secretRef,
+        ])
+        .describe(
+          "PostgreSQL, for broker replicas sharing one store (docs/store-postgres.md): a postgres:// URL, or { env: VAR } / { file: PATH } holding one with its password. Needs `signingKey`, the same file on every replica.",
+        ),
+    })
+    .strict(),
 ]);
+
+/** Whether a postgres:// URL carries a password (which belongs in a secret, not the config). */
+function urlHasPassword(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.password !== "" || u.searchParams.has("password");
+  } catch {
+    return false;
+  }
+}
+
 export type StoreConfig = z.infer<typeof storeConfig>;
 
 // ---------------------------------------------------------------------------------------------
@@ -450,6 +489,20 @@ export const policyConfig = z
   });
 export type PolicyConfig = z.infer<typeof policyConfig>;
 
+/** An outbound agent (`gw agent start`, docs/agent.md): who may register under its name. */
+export const agentConfig = z
+  .object({
+    identity: z
+      .array(principal)
+      .min(1, "an agent must name the identity it signs in as")
+      .describe(
+        "The service principals that may register as this agent: `app:<object id>` (or a group or app role only agents hold). People cannot: an agent signs in with a non-human identity.",
+      ),
+    description: z.string().optional().describe("Free text for the people reading the config."),
+  })
+  .strict();
+export type AgentConfig = z.infer<typeof agentConfig>;
+
 export const brokerConfig = z
   .object({
     listen: hostPort
@@ -503,6 +556,12 @@ export const brokerConfig = z
         connection,
       )
       .describe("The connections users open with `gw connect NAME`, by name."),
+    agents: z
+      .record(agentName, agentConfig)
+      .default({})
+      .describe(
+        "Outbound agents, by name: processes in private networks that dial out to the broker and relay bytes to the targets of connections with `via: <name>` (docs/agent.md).",
+      ),
     notifications: notificationsConfig
       .optional()
       .describe(
@@ -511,7 +570,9 @@ export const brokerConfig = z
     policies: z
       .record(policyName, policyConfig)
       .default({})
-      .describe("Statement policies, by name; a connection names one with `policy:`."),
+      .describe(
+        "Statement policies, by name: a postgres (or tcp) connection names one with `policy:`; ssh and http connections write theirs inline.",
+      ),
     retention: duration
       .optional()
       .describe(
@@ -526,6 +587,34 @@ export const brokerConfig = z
       .describe(
         "The broker's Ed25519 audit key, made on first start; default: beside the SQLite store.",
       ),
+    sshHostKey: z
+      .object({
+        file: z
+          .string()
+          .min(1)
+          .describe("The OpenSSH private key file (ed25519 made there, mode 0600, if missing)."),
+      })
+      .strict()
+      .optional()
+      .describe(
+        "The broker's own SSH host key, which `gw connect` pins for ssh connections; default: beside the SQLite store. Replicas must share one.",
+      ),
   })
-  .strict();
+  .strict()
+  .superRefine((cfg, ctx) => {
+    // Every connection type may go through an agent; the agent must exist.
+    for (const [name, conn] of Object.entries(cfg.connections)) {
+      const via = (conn as { via?: unknown }).via;
+      if (typeof via !== "string" || Object.hasOwn(cfg.agents, via)) continue;
+      const names = Object.keys(cfg.agents);
+      ctx.addIssue({
+        code: "custom",
+        path: ["connections", name, "via"],
+        message:
+          names.length === 0
+            ? `no agent named "${via}": the config has no agents section`
+            : `no agent named "${via}"; the agents are: ${names.join(", ")}`,
+      });
+    }
+  });
 export type BrokerConfig = z.infer<typeof brokerConfig>;

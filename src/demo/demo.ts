@@ -247,7 +247,7 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
         ...(pgPasswordFile ? { passwordFile: pgPasswordFile } : {}),
       },
     });
-    const store: SessionStore = openStore({ sqlite: storeFile });
+    const store: SessionStore = await openStore({ sqlite: storeFile });
     onStop("store", () => store.close());
     const brokerLog = join(dir, "broker", "broker.log");
     const logStream = createWriteStream(brokerLog, { flags: "a", mode: 0o600 });
@@ -279,7 +279,9 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
     });
     const connections = await client.connections();
     const conn = connections.find((c) => c.name === DEMO_CONNECTION);
-    if (!conn) throw new Error(`the demo broker does not offer ${DEMO_CONNECTION} to the engineer`);
+    if (!conn || conn.database === null)
+      throw new Error(`the demo broker does not offer ${DEMO_CONNECTION} to the engineer`);
+    const database = conn.database;
     const port = opts.port ?? (await firstFreePort("127.0.0.1", 5433));
     const tunnel = await Tunnel.open({
       client,
@@ -340,9 +342,9 @@ export async function startDemo(opts: DemoOptions): Promise<Demo> {
       caFile,
       identityServer: entra.url,
       connection: conn.name,
-      database: conn.database,
+      database,
       tunnel: address,
-      psqlUrl: `postgresql://${address.host}:${address.port}/${encodeURIComponent(conn.database)}`,
+      psqlUrl: `postgresql://${address.host}:${address.port}/${encodeURIComponent(database)}`,
       approverTokenFile,
       envFile,
       agentEnvFile,

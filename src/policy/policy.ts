@@ -287,6 +287,13 @@ export function compileConnectionPolicy(config: BrokerConfig, connection: string
       hint: `The connections are: ${Object.keys(config.connections).join(", ") || "(none)"}.`,
     });
   }
+  if (conn.type !== "postgres") {
+    throw new GwError(
+      "connection_not_sql",
+      `connection ${connection} is a ${conn.type} connection; statement policies apply to postgres connections`,
+      { exitCode: ExitCode.usage },
+    );
+  }
   if (conn.policy === undefined) return allowAllPolicy({ readOnly: conn.readOnly });
   const p = Object.hasOwn(config.policies, conn.policy) ? config.policies[conn.policy] : undefined;
   if (!p) {

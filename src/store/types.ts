@@ -7,13 +7,16 @@ export type SessionEndReason =
   | "protocol_error"
   | "auth_expired"
   | "broker_shutdown"
-  | "recording_failed";
+  | "recording_failed"
+  /** Its broker replica stopped sending heartbeats; another replica sealed the session. */
+  | "broker_lost";
 
 export interface SessionRecord {
   id: string;
   identity: Pick<Identity, "oid" | "name" | "type"> & { upn?: string | undefined };
   connection: string;
-  protocol: "postgres";
+  /** The connection's type. */
+  protocol: SessionProtocol;
   applicationName: string | null;
   clientAddress: string | null;
   startedAt: number; // epoch ms
@@ -31,7 +34,11 @@ export interface SessionRecord {
   seal?: SessionSeal;
   /** When retention removed the session's events and statements (epoch ms); the seal stays. */
   prunedAt?: number;
+  /** The broker replica that serves the session (src/broker/replicas.ts); absent when unknown. */
+  brokerId?: string;
 }
+
+export type SessionProtocol = "postgres" | "ssh" | "http" | "tcp";
 
 export type DecisionCounts = Record<StatementDecision, number>;
 
@@ -75,9 +82,10 @@ export interface AuditEvent {
 
 /**
  * statement_start: a statement is about to be sent to the target (written before it runs);
- * statement: a statement completed, or policy refused it (it never reached the target).
+ * statement: a statement completed, or policy refused it (it never reached the target);
+ * ssh / http: something an ssh or http session did (terminal output, a command, a request).
  */
-export type AuditEventKind = "statement_start" | "statement";
+export type AuditEventKind = "statement_start" | "statement" | "ssh" | "http";
 
 /** The first rows of a result as the client received them (masked), in text form. */
 export interface ResultPreview {
@@ -100,8 +108,11 @@ export interface StatementEvent {
   at: number; // epoch ms when the statement was sent upstream
   durationMs: number;
   sql: string;
-  /** "simple" for a Query message, "extended" for Parse/Bind/Execute. */
-  protocol: "simple" | "extended";
+  /**
+   * "simple" for a Query message, "extended" for Parse/Bind/Execute; "exec" for an ssh
+   * command (sql is the command line), "http" for a request (sql is "METHOD /path?query").
+   */
+  protocol: StatementProtocol;
   commandTag: string | null;
   rows: number | null;
   /** SQLSTATE when the statement failed. */
@@ -116,6 +127,8 @@ export interface StatementEvent {
   /** The first rows of the result, when previews are recorded. */
   preview?: ResultPreview;
 }
+
+export type StatementProtocol = "simple" | "extended" | "exec" | "http";
 
 export type StatementDecision = "allowed" | "blocked" | "approved" | "denied";
 
@@ -139,6 +152,8 @@ export interface SessionQuery {
   open?: boolean;
   /** Session ids that start with this (at least 4 characters). */
   idPrefix?: string;
+  /** Only sessions served by this broker replica. */
+  brokerId?: string;
   /** At most this many, newest first: default DEFAULT_SESSION_LIMIT, capped at MAX_SESSION_LIMIT. */
   limit?: number;
 }
@@ -282,6 +297,8 @@ export interface ApprovalRequest {
   statusDetail: string | null;
   /** The session's previous few statements, oldest first, for the approver's detail pane. */
   contextStatements?: string[];
+  /** The broker replica whose session holds the statement; absent when unknown. */
+  brokerId?: string;
 }
 
 export interface ApprovalQuery {
@@ -332,4 +349,12 @@ export interface ApprovalStore {
     status: "expired" | "cancelled",
     change: { at: number; detail: string | null },
   ): Promise<ApprovalRequest>;
+  /**
+   * Optional, for a store several broker processes share: calls `listener` with a request's id
+   * after any process commits a write to it (created, decided, expired, cancelled), this one
+   * included. Notifications may come late, twice, or (while the store's connection is being
+   * re-established) not at all for a write: listeners re-read the request, and treat a call
+   * with id null as "anything may have changed". Returns the unsubscribe function.
+   */
+  watchApprovals?(listener: (id: string | null) => void): () => void;
 }

@@ -195,13 +195,13 @@ describe("a valid policy", () => {
     expect(p.rules[0]!.match.identity?.groups).toEqual(["analysts", "devs"]);
     expect(p.mask?.strategy).toBe("null");
     expect(cfg.policies["q"]!.mask?.hashKey).toEqual({ file: "/etc/gw/keys/mask.key" });
-    expect(cfg.connections["db"]!.readOnly).toBe(true);
+    expect(cfg.connections["db"]).toMatchObject({ type: "postgres", readOnly: true });
     expect(cfg.connections["db"]!.policy).toBe("p");
   });
 
   it("configs without policies still parse (connections default to readOnly false)", () => {
     const cfg = parseConfig(HEADER.replace("    policy: p\n", ""));
     expect(cfg.policies).toEqual({});
-    expect(cfg.connections["db"]!.readOnly).toBe(false);
+    expect(cfg.connections["db"]).toMatchObject({ type: "postgres", readOnly: false });
   });
 });

@@ -3,6 +3,9 @@ import { loadConfig } from "../../config/load.js";
 import { readSecret } from "../../config/secrets.js";
 import { isGwError } from "../../errors.js";
 import { ConfigError } from "../../config/load.js";
+import type { ConnectionConfig } from "../../config/schema.js";
+import { checkHttpTarget } from "../../protocols/http/check.js";
+import { checkSshTarget } from "../../protocols/ssh/check.js";
 import { green, info, printJson, yellow } from "../output.js";
 
 export function registerBrokerCheck(broker: Command): void {
@@ -19,20 +22,9 @@ export function registerBrokerCheck(broker: Command): void {
       let warnings: { path: string; message: string }[] = [];
       try {
         const { config } = loadConfig(opts.config);
-        warnings = Object.entries(config.connections).flatMap(([name, c]) => {
-          if (!c.target.password) return [];
-          try {
-            readSecret(c.target.password, "password");
-            return [];
-          } catch (err) {
-            return [
-              {
-                path: `connections.${name}.target.password`,
-                message: isGwError(err) ? err.message : String(err),
-              },
-            ];
-          }
-        });
+        warnings = Object.entries(config.connections).flatMap(([name, c]) =>
+          targetWarnings(name, c),
+        );
         const n = Object.keys(config.connections).length;
         if (opts.json) printJson({ ok: true, file: opts.config, connections: n, warnings });
         else {
@@ -49,4 +41,32 @@ export function registerBrokerCheck(broker: Command): void {
         throw err;
       }
     });
+}
+
+/** What cannot be known until a session opens, but can be checked now: secrets, keys, files. */
+function targetWarnings(name: string, c: ConnectionConfig): { path: string; message: string }[] {
+  const at = `connections.${name}.target`;
+  switch (c.type) {
+    case "postgres": {
+      if (!c.target.password) return [];
+      try {
+        readSecret(c.target.password, "password");
+        return [];
+      } catch (err) {
+        return [{ path: `${at}.password`, message: isGwError(err) ? err.message : String(err) }];
+      }
+    }
+    case "ssh":
+      return checkSshTarget(name, c.target).map((m) => splitPath(m, at));
+    case "http":
+      return checkHttpTarget(name, c.target).map((m) => splitPath(m, at));
+    case "tcp":
+      return [];
+  }
+}
+
+/** The checks write "path: message"; keep the two apart for --json. */
+function splitPath(message: string, fallback: string): { path: string; message: string } {
+  const m = /^(connections\.[^:\s]+): (.*)$/s.exec(message);
+  return m ? { path: m[1]!, message: m[2]! } : { path: fallback, message };
 }

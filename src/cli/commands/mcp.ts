@@ -249,6 +249,12 @@ export function registerMcp(program: Command): void {
                   : "Ask the broker's operators for access.",
               },
             );
+          if (conn.type !== "postgres" || conn.database === null)
+            throw new GwError(
+              "connection_not_postgres",
+              `${connection} is a ${conn.type} connection; MCP Postgres servers need a postgres one`,
+              { exitCode: ExitCode.usage },
+            );
           database = conn.database;
         }
         // The entry names this port: remember it, so `gw connect` uses it too.

@@ -26,26 +26,50 @@ const headerName = z
 
 export const httpTarget = z
   .object({
-    /** The base URL requests are relative to: https://api.example.com/v1 */
-    url: z.url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" }),
-    /** Headers added to every request (API keys): name → secret. */
-    headers: z.record(headerName, secretRef).optional(),
-    /** Authorization: Bearer <secret>. */
-    bearer: secretRef.optional(),
-    /** Authorization: Basic, with the password from a secret. */
+    url: z
+      .url({ protocol: /^https?$/, error: "expected an http:// or https:// URL" })
+      .describe(
+        "The base URL request paths are appended to, `http://` or `https://`: `https://api.example.com/v1`.",
+      ),
+    headers: z
+      .record(headerName, secretRef)
+      .optional()
+      .describe(
+        "Headers the broker adds to every request (API keys), by name; the values are secrets.",
+      ),
+    bearer: secretRef
+      .optional()
+      .describe("A token the broker sends as `Authorization: Bearer <token>`."),
     basic: z
-      .object({ user: z.string().min(1), password: secretRef })
+      .object({
+        user: z.string().min(1).describe("The user name."),
+        password: secretRef.describe("The password."),
+      })
       .strict()
-      .optional(),
-    /** A client certificate for mutual TLS (PEM files). */
+      .optional()
+      .describe(
+        "A user and password the broker sends as `Authorization: Basic` (not with `bearer`).",
+      ),
     clientCert: z
-      .object({ cert: z.string().min(1), key: z.string().min(1) })
+      .object({
+        cert: z.string().min(1).describe("PEM file of the certificate (and its chain)."),
+        key: z.string().min(1).describe("PEM file of its private key."),
+      })
       .strict()
-      .optional(),
-    /** A private CA (PEM file) the target's certificate is checked against. */
-    ca: z.string().min(1).optional(),
-    /** Seconds to wait for the target to accept a connection. */
-    connectTimeout: z.number().positive().default(10),
+      .optional()
+      .describe("The broker's client certificate for mutual TLS with the target."),
+    ca: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "PEM file of a private CA the target's certificate is checked against, instead of the public CAs.",
+      ),
+    connectTimeout: z
+      .number()
+      .positive()
+      .default(10)
+      .describe("Seconds to wait for the target to accept a connection."),
   })
   .strict()
   .refine((t) => !(t.bearer && t.basic), {
@@ -80,20 +104,41 @@ const pathGlob = z.string().regex(/^\//, "a path glob starts with /, e.g. /users
 
 export const httpRule = z
   .object({
-    name: z.string().min(1).optional(),
-    /** All given matchers must match; no matchers match every request. */
+    name: z.string().min(1).optional().describe("A label shown in decisions and logs."),
     match: z
       .object({
-        method: z.union([method, listOf(method)]).optional(),
-        path: z.union([pathGlob, listOf(pathGlob)]).optional(),
+        method: z
+          .union([method, listOf(method)])
+          .optional()
+          .describe("HTTP methods (case-insensitive); matches when the request's method is one."),
+        path: z
+          .union([pathGlob, listOf(pathGlob)])
+          .optional()
+          .describe(
+            "Path globs (`*` within one segment, `**` across segments, `?` one character), case-sensitive, over the normalised path without the query; matches when any does.",
+          ),
       })
       .strict()
-      .default({}),
-    action: policyAction,
-    reason: z.string().min(1).optional(),
-    approvers: listOf(principal).optional(),
-    minApprovals: z.number().int().min(1).optional(),
-    timeout: duration.optional(),
+      .default({})
+      .describe("All given matchers must match; no matchers match every request."),
+    action: policyAction.describe(
+      "What a matching request gets: `allow`, `block`, or `hold` for approval.",
+    ),
+    reason: z.string().min(1).optional().describe("Text for the user; the default names the rule."),
+    approvers: listOf(principal)
+      .optional()
+      .describe("Hold only: who may approve (default: the policy's approvers)."),
+    minApprovals: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        "Hold only: how many distinct approvals are needed (default: the policy's, else 1).",
+      ),
+    timeout: duration
+      .optional()
+      .describe("Hold only: how long to wait for approval (default: the policy's, else `10m`)."),
   })
   .strict();
 export type HttpRule = z.infer<typeof httpRule>;
@@ -108,27 +153,31 @@ const jsonPath = z.string().superRefine((p, ctx) => {
 
 export const httpMask = z
   .object({
-    /**
-     * JSON fields masked in response bodies, JSONPath-style: "$.owner.email",
-     * "$.items[*].card", "$..ssn" (at any depth), "$.data[0].token".
-     */
-    json: z.array(jsonPath).default([]),
-    /** Detectors run over every JSON string value and over text bodies. */
+    json: z
+      .array(jsonPath)
+      .default([])
+      .describe(
+        "JSON fields masked in response bodies, JSONPath-style: `$.owner.email`, `$.items[*].card`, `$..ssn` (at any depth).",
+      ),
     detectors: z
       .array(z.enum(MASK_DETECTORS, { error: `expected one of: ${MASK_DETECTORS.join(", ")}` }))
-      .default([]),
+      .default([])
+      .describe("Value detectors run over every other JSON string value and over text bodies."),
     strategy: z
       .enum(MASK_STRATEGIES.filter((s) => s !== "null") as ["redact", "last4", "hash"], {
         error: "expected redact, last4 or hash",
       })
-      .default("redact"),
-    hashKey: secretRef.optional(),
-    /** JSON bodies are buffered to be masked; bigger ones are refused (502), never sent unmasked. */
+      .default("redact")
+      .describe("How a masked value is replaced."),
+    hashKey: secretRef.optional().describe("The HMAC key of strategy `hash` (which needs one)."),
     maxBodyBytes: z
       .number()
       .int()
       .min(1024)
-      .default(10 * 1024 * 1024),
+      .default(10 * 1024 * 1024)
+      .describe(
+        "JSON bodies are buffered to be masked, up to this many bytes; a bigger one is refused (502), never sent unmasked.",
+      ),
   })
   .strict()
   .refine((m) => m.strategy !== "hash" || m.hashKey !== undefined, {
@@ -139,25 +188,42 @@ export type HttpMaskConfig = z.infer<typeof httpMask>;
 
 export const httpPolicyConfig = z
   .object({
-    description: z.string().optional(),
-    /** The action for requests no rule matches. */
-    default: policyAction.default("allow"),
-    approvers: listOf(principal).optional(),
-    minApprovals: z.number().int().min(1).optional(),
-    timeout: duration.optional(),
-    rules: z.array(httpRule).default([]),
-    mask: httpMask.optional(),
-    /**
-     * WebSocket upgrades are relayed as opaque streams (recorded as metadata, never masked).
-     * Default: allow, unless the policy masks (then deny, since their content cannot be).
-     */
-    websocket: allowDeny.optional(),
-    /** Request and response bodies recorded per request, masked, up to this many bytes. */
+    description: z.string().optional().describe("Free text for the people reading the config."),
+    default: policyAction.default("allow").describe("The action for requests no rule matches."),
+    approvers: listOf(principal)
+      .optional()
+      .describe("The default approvers of every hold of this policy."),
+    minApprovals: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe("The default number of distinct approvals a hold needs (else 1)."),
+    timeout: duration
+      .optional()
+      .describe(
+        'How long a hold waits by default: a duration such as "30s", "10m" or "1h30m" (else `10m`).',
+      ),
+    rules: z
+      .array(httpRule)
+      .default([])
+      .describe(
+        "The rules over requests (method and path), in order: the first that matches decides.",
+      ),
+    mask: httpMask.optional().describe("Masking of response bodies."),
+    websocket: allowDeny
+      .optional()
+      .describe(
+        "WebSocket upgrades, relayed as opaque streams (recorded as metadata, never masked); default: `allow`, unless the policy masks (then `deny`).",
+      ),
     recordBodyBytes: z
       .number()
       .int()
       .min(0)
-      .default(64 * 1024),
+      .default(64 * 1024)
+      .describe(
+        "How many bytes of each request's and response's body are recorded (text only, masked); 0 records none.",
+      ),
   })
   .strict()
   .superRefine(checkHoldRules);
@@ -166,11 +232,28 @@ export type HttpPolicyConfig = z.infer<typeof httpPolicyConfig>;
 export const httpConnection = z
   .object({
     type: z.literal("http"),
-    description: z.string().optional(),
-    target: httpTarget,
-    allow: z.array(principal).min(1, "a connection must allow someone"),
-    /** Inline: http policies speak of methods and paths, not statements. */
-    policy: httpPolicyConfig.optional(),
+    description: z
+      .string()
+      .optional()
+      .describe("Shown with the name where users list the connections they may use."),
+    target: httpTarget.describe(
+      "The HTTP(S) service, and the credential the broker adds to each request.",
+    ),
+    allow: z
+      .array(principal)
+      .min(1, "a connection must allow someone")
+      .describe("Who may connect: a caller matching any of these principals."),
+    policy: httpPolicyConfig
+      .optional()
+      .describe(
+        "The connection's policy, written inline (it speaks of methods and paths, not statements); without one, every request is allowed and nothing is masked.",
+      ),
+    audit: z
+      .enum(["strict", "async"], { error: "expected strict or async" })
+      .optional()
+      .describe(
+        "`strict`: a request goes to the target only once its start is on disk (synced); `async` (the default): the start is written first but not waited for on disk. See docs/recording.md.",
+      ),
   })
   .strict();
 export type HttpConnectionConfig = z.infer<typeof httpConnection>;

@@ -128,6 +128,17 @@ export type HttpEvent =
       error?: string;
     }
   | {
+      /** Written before a request goes to the target; its "request" event follows. */
+      kind: "request_start";
+      t: number;
+      seq: number;
+      method: string;
+      path: string;
+      query: string;
+      decision: RequestDecision;
+      at: number;
+    }
+  | {
       kind: "websocket";
       t: number;
       seq: number;
@@ -150,6 +161,11 @@ export interface HttpSessionHooks {
   onStart(info: { target: string }): Promise<void>;
   /** Something to record. A rejected promise (recording failed) closes the session. */
   onEvent(event: HttpEvent): Promise<void> | void;
+  /**
+   * A request is about to go to the target: recorded first. The target sees the request only
+   * once this settles; a rejection refuses it (503) and ends the session.
+   */
+  beforeForward?(event: Extract<HttpEvent, { kind: "request_start" }>): Promise<void> | void;
   /** Called once, however the session ended. */
   onEnd(info: SessionEndInfo): void;
 }
@@ -397,7 +413,9 @@ export class HttpSession {
     return best!;
   }
 
-  private recordQuery(q: string): string {
+  /** The query string as recorded: without its "?" ("a=1", or ""), masked by the detectors. */
+  private recordQuery(search: string): string {
+    const q = search.replace(/^\?/, "");
     const m = this.opts.masking;
     return m && m.detectors ? m.profile.maskUnicodeText(q) : q;
   }
@@ -488,7 +506,8 @@ export class HttpSession {
         }
         return finish({ decision: "denied", reason: "the client went away", error: String(err) });
       }
-      const signal = AbortSignal.any([this.aborts.signal, closedSignal(req, res)]);
+      // The response, not the request: a request "closes" as soon as its body has been read.
+      const signal = AbortSignal.any([this.aborts.signal, closedSignal(res)]);
       const text = holdText(decisive, method, target, body, req.headers["content-type"]);
       let outcome: HoldOutcome;
       try {
@@ -517,6 +536,38 @@ export class HttpSession {
       }
       ev.decision = "approved";
       for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+    }
+    // Fail closed: the request is on record (durably, under strict audit) before the target sees it.
+    if (this.opts.hooks.beforeForward) {
+      try {
+        await this.opts.hooks.beforeForward({
+          kind: "request_start",
+          t: this.now(),
+          seq,
+          method,
+          path: ev.path,
+          query: ev.query,
+          decision: ev.decision,
+          at: Date.now(),
+        });
+      } catch (err) {
+        this.opts.log.log("error", "could not record a request; refusing it", {
+          error: String(err),
+        });
+        req.resume();
+        this.sendError(
+          res,
+          503,
+          "not_recorded",
+          "gw: the request could not be recorded, so it was not sent",
+          {
+            connection: "close",
+          },
+        );
+        finish({ status: 503, decision: "denied", reason: "not recorded" });
+        this.terminate("recording_failed", "gw: the session could not be recorded; it was closed");
+        return;
+      }
     }
     await this.forward(req, res, target, body, ev, t1, finish);
   }
@@ -571,7 +622,8 @@ export class HttpSession {
     return new Promise((resolve) => {
       const method = (req.method ?? "GET").toUpperCase();
       const headers = forwardHeaders(req.headers, this.opts.target.headers);
-      if (this.opts.masking) headers["accept-encoding"] = "identity";
+      // Masked or scrubbed of the credential: the broker must read the body, so uncompressed.
+      if (this.opts.masking || !this.scrubber.empty) headers["accept-encoding"] = "identity";
       if (body) {
         delete headers["transfer-encoding"];
         headers["content-length"] = String(body.length);
@@ -681,7 +733,9 @@ export class HttpSession {
     }
 
     let src: Readable = upRes;
-    if (mode !== "pass" && encoding !== "identity") {
+    // A compressed body hides an echoed credential from the scrubber: unpacked whenever one is
+    // injected, as for masking (a target may compress despite accept-encoding: identity).
+    if ((mode !== "pass" || !this.scrubber.empty) && encoding !== "identity") {
       const dec =
         encoding === "gzip" || encoding === "x-gzip"
           ? createGunzip()
@@ -692,13 +746,14 @@ export class HttpSession {
               : null;
       if (!dec) {
         upRes.destroy();
-        const msg = `gw: the response from the target is compressed (${encoding}) in a way the broker cannot unpack, and it must be masked, so it was not forwarded`;
+        const msg = `gw: the response from the target is compressed (${encoding}) in a way the broker cannot unpack, and it must be ${mode !== "pass" ? "masked" : "checked for the credential"}, so it was not forwarded`;
         this.sendError(res, 502, "mask_failed", msg);
         return done({ status: 502, error: msg });
       }
       upRes.pipe(dec);
       src = dec;
       delete headers["content-encoding"];
+      delete headers["content-length"]; // the compressed length
     }
 
     if (mode === "json") {

@@ -1,4 +1,5 @@
 import { randomInt } from "node:crypto";
+import type { Dial } from "../../net/dial.js";
 
 /**
  * Maps the BackendKeyData gw gives each client to the target session it stands for.
@@ -13,6 +14,8 @@ export interface CancelTarget {
   /** Only the identity that owns the session may cancel it. */
   ownerOid: string;
   connection: string;
+  /** How the session reached the target (through an agent), when not directly. */
+  dial?: Dial | undefined;
 }
 
 export class CancelRegistry {

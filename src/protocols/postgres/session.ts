@@ -1,5 +1,5 @@
 import { connect as netConnect, type Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
+import type { Duplex } from "node:stream";
 import { Backend, Frontend, SqlState, StartupCode } from "./codes.js";
 import { FramingError, MessageFramer, RETRY } from "./framing.js";
 import { PgWireError, internalWireError } from "./pg-wire-error.js";
@@ -187,7 +187,8 @@ export class PostgresSession {
   private state: State = "startup";
   private readonly clientFramer: MessageFramer;
   private readonly upstreamFramer: MessageFramer;
-  private upstream: Socket | TLSSocket | null = null;
+  /** A TCP or TLS socket, or a stream through an outbound agent. */
+  private upstream: Duplex | null = null;
   private readonly pendingClient: Buffer[] = [];
   private readonly tracker: StatementTracker;
   private cancelKey: { pid: number; secret: number } | null = null;
@@ -356,6 +357,7 @@ export class PostgresSession {
             secret: up.backendKey.secret,
             ownerOid: this.opts.ownerOid,
             connection: this.opts.target.name,
+            dial: this.opts.target.dial,
           });
         }
         if (this.opts.masking) {
@@ -422,13 +424,21 @@ export class PostgresSession {
     const t = this.opts.cancels.lookup(pid, secret);
     // Like PostgreSQL, say nothing either way: a cancel request gets no answer.
     if (t && t.ownerOid === this.opts.ownerOid && t.connection === this.opts.target.name) {
-      const s = netConnect({ host: t.host, port: t.port }, () =>
-        s.end(cancelRequest(t.pid, t.secret)),
-      );
-      s.on("error", (err) =>
-        this.opts.hooks.log("warn", "cancel request to target failed", { error: err.message }),
-      );
-      s.setTimeout(5000, () => s.destroy());
+      const failed = (err: Error) =>
+        this.opts.hooks.log("warn", "cancel request to target failed", { error: err.message });
+      if (t.dial) {
+        // Behind an agent, the cancel goes the way the session went.
+        t.dial(t.host, t.port).then((s) => {
+          s.on("error", failed);
+          s.end(cancelRequest(t.pid, t.secret));
+        }, failed);
+      } else {
+        const s = netConnect({ host: t.host, port: t.port }, () =>
+          s.end(cancelRequest(t.pid, t.secret)),
+        );
+        s.on("error", failed);
+        s.setTimeout(5000, () => s.destroy());
+      }
     } else {
       this.opts.hooks.log(
         "warn",
@@ -441,7 +451,7 @@ export class PostgresSession {
 
   // --- relaying ------------------------------------------------------------------------
 
-  private attachUpstream(up: Socket | TLSSocket): void {
+  private attachUpstream(up: Duplex): void {
     up.on("data", (chunk: Buffer) => this.onUpstreamData(chunk));
     up.on("drain", () => this.client.resume());
     up.on("error", (err) => {
@@ -1099,7 +1109,7 @@ export class PostgresSession {
     this.holding = null;
     if (this.upstream) {
       this.upstream.end();
-      this.upstream.destroySoon?.();
+      (this.upstream as Partial<Socket>).destroySoon?.();
     }
     this.client.close();
     this.opts.hooks.onEnd({

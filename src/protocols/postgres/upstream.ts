@@ -1,10 +1,12 @@
-import { connect as netConnect, type Socket } from "node:net";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { connect as netConnect } from "node:net";
+import type { Duplex } from "node:stream";
+import { connect as tlsConnect } from "node:tls";
 import { createHash } from "node:crypto";
 import { AuthCode, Backend, SqlState } from "./codes.js";
 import { MessageFramer } from "./framing.js";
 import { PgWireError } from "./pg-wire-error.js";
 import { contextTrustingOnly } from "../../net/tls-context.js";
+import { DialError, type Dial } from "../../net/dial.js";
 import { ScramClient, ScramError } from "./scram.js";
 import {
   passwordMessage,
@@ -27,10 +29,16 @@ export interface UpstreamTarget {
   tls: "disable" | "prefer" | "require" | "verify-full";
   ca?: string | undefined;
   connectTimeoutMs: number;
+  /**
+   * Opens the byte stream to host:port instead of a direct TCP connect: set for a connection
+   * with `via: <agent>` (the agent dials the target in its network). TLS runs over it.
+   */
+  dial?: Dial | undefined;
 }
 
 export interface UpstreamSession {
-  socket: Socket | TLSSocket;
+  /** A TCP or TLS socket, or the stream `dial` opened (or TLS over it). */
+  socket: Duplex;
   /** ParameterStatus messages as the target sent them, to replay to the client verbatim. */
   parameterMessages: Buffer[];
   backendKey: { pid: number; secret: number } | null;
@@ -67,8 +75,8 @@ export function openUpstream(
   startupParams: Record<string, string>,
 ): Promise<UpstreamSession> {
   return new Promise((resolve, reject) => {
-    let socket: Socket | TLSSocket = netConnect({ host: t.host, port: t.port });
-    socket.setNoDelay(true);
+    // null until `dial` delivers its stream.
+    let socket: Duplex | null = null;
     let settled = false;
     let encrypted = false;
     const timer = setTimeout(() => {
@@ -84,11 +92,11 @@ export function openUpstream(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      socket.destroy();
+      socket?.destroy();
       reject(err);
     };
     const done = (s: UpstreamSession) => {
-      if (settled) return;
+      if (settled || !socket) return;
       settled = true;
       clearTimeout(timer);
       socket.removeAllListeners("data");
@@ -121,16 +129,16 @@ export function openUpstream(
           `gw: the target of ${t.name} closed the connection during sign-in`,
         ),
       );
-    socket.on("error", onError);
-    socket.on("close", onClose);
 
     const startAuth = () => {
+      const sock = socket;
+      if (!sock) return;
       const framer = new MessageFramer(1 << 20);
       const params: Buffer[] = [];
       let backendKey: UpstreamSession["backendKey"] = null;
       let scram: ScramClient | null = null;
       let authOk = false;
-      socket.write(startupMessage({ ...startupParams, user: t.user, database: t.database }));
+      sock.write(startupMessage({ ...startupParams, user: t.user, database: t.database }));
       const needPassword = (): string => {
         if (t.password === undefined) {
           throw new PgWireError(
@@ -153,7 +161,7 @@ export function openUpstream(
                 authOk = true;
                 return true;
               case AuthCode.cleartextPassword:
-                socket.write(passwordMessage(needPassword()));
+                sock.write(passwordMessage(needPassword()));
                 return true;
               case AuthCode.md5Password: {
                 const salt = buf.subarray(start + 9, start + 13);
@@ -161,7 +169,7 @@ export function openUpstream(
                   .update(needPassword() + t.user)
                   .digest("hex");
                 const outer = createHash("md5").update(inner).update(salt).digest("hex");
-                socket.write(passwordMessage("md5" + outer));
+                sock.write(passwordMessage("md5" + outer));
                 return true;
               }
               case AuthCode.sasl: {
@@ -179,7 +187,7 @@ export function openUpstream(
                   );
                 }
                 scram = new ScramClient(needPassword());
-                socket.write(saslInitialResponse("SCRAM-SHA-256", scram.clientFirstMessage()));
+                sock.write(saslInitialResponse("SCRAM-SHA-256", scram.clientFirstMessage()));
                 return true;
               }
               case AuthCode.saslContinue: {
@@ -192,7 +200,7 @@ export function openUpstream(
                 const serverFirst = buf.toString("utf8", start + 9, end);
                 s.clientFinalMessage(serverFirst).then(
                   (msg) => {
-                    if (!settled) socket.write(saslResponse(msg));
+                    if (!settled) sock.write(saslResponse(msg));
                   },
                   (err: unknown) => fail(toWire(err)),
                 );
@@ -235,7 +243,7 @@ export function openUpstream(
               );
             const rest = buf.subarray(end);
             done({
-              socket,
+              socket: sock,
               parameterMessages: params,
               backendKey,
               leftover: rest.length > 0 ? Buffer.from(rest) : null,
@@ -250,7 +258,7 @@ export function openUpstream(
             );
         }
       };
-      socket.on("data", (chunk: Buffer) => {
+      sock.on("data", (chunk: Buffer) => {
         try {
           framer.push(chunk, onMessage);
         } catch (err) {
@@ -273,11 +281,11 @@ export function openUpstream(
       );
     };
 
-    socket.once("connect", () => {
+    const onConnected = (plain: Duplex) => {
       if (t.tls === "disable") return startAuth();
-      socket.write(sslRequest());
+      plain.write(sslRequest());
       const onAnswer = (chunk: Buffer) => {
-        socket.off("data", onAnswer);
+        plain.off("data", onAnswer);
         // The answer is one byte; anything after it would be injected before TLS (CVE-2021-23222).
         if (chunk.length !== 1)
           return fail(
@@ -305,7 +313,6 @@ export function openUpstream(
             ),
           );
         const verify = t.tls === "verify-full" || (t.tls === "require" && t.ca !== undefined);
-        const plain = socket as Socket;
         plain.removeListener("error", onError);
         plain.removeListener("close", onClose);
         const secure = tlsConnect({
@@ -325,9 +332,43 @@ export function openUpstream(
           startAuth();
         });
       };
-      socket.on("data", onAnswer);
-    });
+      plain.on("data", onAnswer);
+    };
+
+    const attach = (s: Duplex) => {
+      socket = s;
+      s.on("error", onError);
+      s.on("close", onClose);
+    };
+    if (t.dial) {
+      t.dial(t.host, t.port).then(
+        (s) => {
+          if (settled) return void s.destroy();
+          attach(s);
+          onConnected(s);
+        },
+        (err: unknown) => fail(dialFailed(t, err)),
+      );
+    } else {
+      const s = netConnect({ host: t.host, port: t.port });
+      s.setNoDelay(true);
+      attach(s);
+      s.once("connect", () => onConnected(s));
+    }
   });
+}
+
+/** A target behind an agent that could not be reached: the hub's words, as a wire error. */
+function dialFailed(t: UpstreamTarget, err: unknown): PgWireError {
+  if (err instanceof DialError)
+    return new PgWireError(SqlState.connectionFailure, `gw: ${err.message}`, {
+      ...(err.hint ? { hint: err.hint } : {}),
+    });
+  return new PgWireError(
+    SqlState.connectionFailure,
+    `gw: cannot reach the target of ${t.name} through its agent`,
+    { hint: "Tell the broker's operators; the broker log says why." },
+  );
 }
 
 function targetRefused(t: UpstreamTarget, f: Map<string, string>, authOk: boolean): PgWireError {

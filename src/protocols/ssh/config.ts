@@ -9,6 +9,7 @@ import {
   principal,
   secretRef,
 } from "../tcp/config.js";
+import { viaAgent } from "../../config/refs.js";
 
 /**
  * `type: ssh` connections (docs/ssh-http.md). The broker terminates SSH from the client
@@ -18,17 +19,34 @@ import {
  */
 export const sshTarget = z
   .object({
-    host: z.string().min(1),
-    port: z.number().int().min(1).max(65535).default(22),
-    user: z.string().min(1),
-    /** An OpenSSH/PEM private key (the secret is the key file's text). */
-    privateKey: secretRef.optional(),
-    passphrase: secretRef.optional(),
-    password: secretRef.optional(),
-    /** OpenSSH known_hosts file listing the target's host key; unknown or changed keys are refused. */
-    knownHosts: z.string().min(1),
-    /** Seconds to wait for the target's SSH handshake and sign-in. */
-    connectTimeout: z.number().positive().default(10),
+    host: z.string().min(1).describe("Host name or IP address of the SSH server."),
+    port: z.number().int().min(1).max(65535).default(22).describe("TCP port of the SSH server."),
+    user: z
+      .string()
+      .min(1)
+      .describe(
+        "The user the broker signs in to the target as (the user name the client gives is ignored).",
+      ),
+    privateKey: secretRef
+      .optional()
+      .describe(
+        "The private key the broker signs in with: a secret holding an OpenSSH or PEM key file's text. `privateKey`, `password` or both.",
+      ),
+    passphrase: secretRef.optional().describe("The passphrase of an encrypted `privateKey`."),
+    password: secretRef
+      .optional()
+      .describe("The password the broker signs in with, instead of or besides `privateKey`."),
+    knownHosts: z
+      .string()
+      .min(1)
+      .describe(
+        "OpenSSH known_hosts file listing the target's host key (read at each session); an unknown or changed key refuses the connection.",
+      ),
+    connectTimeout: z
+      .number()
+      .positive()
+      .default(10)
+      .describe("Seconds to wait for the target's SSH handshake and sign-in."),
   })
   .strict()
   .refine((t) => t.privateKey !== undefined || t.password !== undefined, {
@@ -43,12 +61,12 @@ export type SshTargetConfig = z.infer<typeof sshTarget>;
 
 const commandRuleMatch = z
   .object({
-    /**
-     * Globs over the whole command line (`*` any run of characters, `?` one), trimmed:
-     * "rm -rf *", "sudo *", "*shutdown*". A command matches when any glob does.
-     */
-    command: z.union([z.string().min(1), listOf(z.string().min(1))]).optional(),
-    /** JavaScript regular expressions, for what globs cannot say; any match matches. */
+    command: z
+      .union([z.string().min(1), listOf(z.string().min(1))])
+      .optional()
+      .describe(
+        "Globs over the whole command line, trimmed (`*` any run of characters, `?` one), such as `rm -rf *` or `sudo *`; matches when any does.",
+      ),
     regex: z
       .union([z.string().min(1), listOf(z.string().min(1))])
       .optional()
@@ -64,36 +82,56 @@ const commandRuleMatch = z
             }
           }),
         { message: "not a valid regular expression" },
+      )
+      .describe(
+        "JavaScript regular expressions over the command line, for what globs cannot say; matches when any does.",
       ),
   })
   .strict();
 
 export const sshRule = z
   .object({
-    name: z.string().min(1).optional(),
-    /** All given matchers must match; no matchers match every command. */
-    match: commandRuleMatch.default({}),
-    action: policyAction,
-    reason: z.string().min(1).optional(),
-    approvers: listOf(principal).optional(),
-    minApprovals: z.number().int().min(1).optional(),
-    timeout: duration.optional(),
+    name: z.string().min(1).optional().describe("A label shown in decisions and logs."),
+    match: commandRuleMatch
+      .default({})
+      .describe("All given matchers must match; no matchers match every command."),
+    action: policyAction.describe(
+      "What a matching command gets: `allow`, `block`, or `hold` for approval.",
+    ),
+    reason: z.string().min(1).optional().describe("Text for the user; the default names the rule."),
+    approvers: listOf(principal)
+      .optional()
+      .describe("Hold only: who may approve (default: the policy's approvers)."),
+    minApprovals: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        "Hold only: how many distinct approvals are needed (default: the policy's, else 1).",
+      ),
+    timeout: duration
+      .optional()
+      .describe("Hold only: how long to wait for approval (default: the policy's, else `10m`)."),
   })
   .strict();
 export type SshRule = z.infer<typeof sshRule>;
 
 export const sshMask = z
   .object({
-    /** Detectors run over terminal and command output before it reaches the client. */
     detectors: z
       .array(z.enum(MASK_DETECTORS, { error: `expected one of: ${MASK_DETECTORS.join(", ")}` }))
-      .min(1, "name at least one detector"),
+      .min(1, "name at least one detector")
+      .describe(
+        "Value detectors run over terminal and command output before it reaches the client and the recording.",
+      ),
     strategy: z
       .enum(MASK_STRATEGIES.filter((s) => s !== "null") as ["redact", "last4", "hash"], {
         error: "expected redact, last4 or hash (output has no NULL)",
       })
-      .default("redact"),
-    hashKey: secretRef.optional(),
+      .default("redact")
+      .describe("How a detected value is replaced (output has no NULL)."),
+    hashKey: secretRef.optional().describe("The HMAC key of strategy `hash` (which needs one)."),
   })
   .strict()
   .refine((m) => m.strategy !== "hash" || m.hashKey !== undefined, {
@@ -108,22 +146,45 @@ export const sshMask = z
  */
 export const sshPolicyConfig = z
   .object({
-    description: z.string().optional(),
-    /** The action for commands no rule matches. */
-    default: policyAction.default("allow"),
-    approvers: listOf(principal).optional(),
-    minApprovals: z.number().int().min(1).optional(),
-    timeout: duration.optional(),
-    rules: z.array(sshRule).default([]),
-    /** Interactive shells (with or without a pty). */
-    shell: allowDeny.default("allow"),
-    /** File transfer: the sftp subsystem and legacy scp (exec "scp -t" / "scp -f"). */
-    sftp: allowDeny.default("allow"),
-    /** Local (-L, direct-tcpip) and remote (-R, tcpip-forward) port forwarding. */
-    portForwarding: allowDeny.default("deny"),
-    /** Forwarding the client's ssh-agent to the target (-A). */
-    agentForwarding: allowDeny.default("deny"),
-    mask: sshMask.optional(),
+    description: z.string().optional().describe("Free text for the people reading the config."),
+    default: policyAction.default("allow").describe("The action for commands no rule matches."),
+    approvers: listOf(principal)
+      .optional()
+      .describe("The default approvers of every hold of this policy."),
+    minApprovals: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe("The default number of distinct approvals a hold needs (else 1)."),
+    timeout: duration
+      .optional()
+      .describe(
+        'How long a hold waits by default: a duration such as "30s", "10m" or "1h30m" (else `10m`).',
+      ),
+    rules: z
+      .array(sshRule)
+      .default([])
+      .describe(
+        "The rules over exec requests (commands, legacy scp), in order: the first that matches decides.",
+      ),
+    shell: allowDeny
+      .default("allow")
+      .describe(
+        "Interactive shells (with or without a pty): one decision per shell, since what is typed into one is not checked against the rules.",
+      ),
+    sftp: allowDeny
+      .default("allow")
+      .describe("File transfer: the sftp subsystem and legacy scp (`scp -t` / `scp -f`)."),
+    portForwarding: allowDeny
+      .default("deny")
+      .describe("Local (`-L`, direct-tcpip) and remote (`-R`, tcpip-forward) port forwarding."),
+    agentForwarding: allowDeny
+      .default("deny")
+      .describe("Forwarding the client's ssh-agent to the target (`-A`)."),
+    mask: sshMask
+      .optional()
+      .describe("Masking of terminal and command output (file transfers are never masked)."),
   })
   .strict()
   .superRefine(checkHoldRules);
@@ -132,11 +193,27 @@ export type SshPolicyConfig = z.infer<typeof sshPolicyConfig>;
 export const sshConnection = z
   .object({
     type: z.literal("ssh"),
-    description: z.string().optional(),
-    target: sshTarget,
-    allow: z.array(principal).min(1, "a connection must allow someone"),
-    /** Inline: ssh policies speak of commands, not statements. */
-    policy: sshPolicyConfig.optional(),
+    description: z
+      .string()
+      .optional()
+      .describe("Shown with the name where users list the connections they may use."),
+    target: sshTarget.describe("The SSH server, and how the broker signs in to it."),
+    allow: z
+      .array(principal)
+      .min(1, "a connection must allow someone")
+      .describe("Who may connect: a caller matching any of these principals."),
+    policy: sshPolicyConfig
+      .optional()
+      .describe(
+        "The connection's policy, written inline (it speaks of commands, not statements); without one, commands, shells and file transfers are allowed, forwarding is not.",
+      ),
+    via: viaAgent,
+    audit: z
+      .enum(["strict", "async"], { error: "expected strict or async" })
+      .optional()
+      .describe(
+        "`strict`: a command runs only once its start is on disk (synced); `async` (the default): the start is written first but not waited for on disk. See docs/recording.md.",
+      ),
   })
   .strict();
 export type SshConnectionConfig = z.infer<typeof sshConnection>;

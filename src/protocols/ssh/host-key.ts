@@ -47,19 +47,29 @@ export function loadOrCreateHostKey(path: string): BrokerHostKey {
     throw new Error(
       `the ssh host key ${path} may be read by others (mode ${(statSync(path).mode & 0o777).toString(8)}); chmod 600 it`,
     );
+  const hk = hostKeyOf(text, path);
+  cache.set(path, hk);
+  return hk;
+}
+
+/** A host key for this process only, for a broker with nowhere to keep one. */
+export function ephemeralHostKey(): BrokerHostKey {
+  const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment: "gw-broker" });
+  return hostKeyOf(pair.private, "");
+}
+
+function hostKeyOf(text: string, path: string): BrokerHostKey {
   const parsed = ssh2.utils.parseKey(text);
   const key = Array.isArray(parsed) ? parsed[0] : parsed;
   if (!key || key instanceof Error || key.getPrivatePEM() === null)
-    throw new Error(`${path} does not hold an SSH private key the broker can use`);
+    throw new Error(`${path || "the key"} does not hold an SSH private key the broker can use`);
   const blob = key.getPublicSSH();
-  const hk: BrokerHostKey = {
+  return {
     path,
     privateKey: text,
     publicKey: `${key.type} ${blob.toString("base64")}`,
     fingerprint: fingerprint(blob),
   };
-  cache.set(path, hk);
-  return hk;
 }
 
 /**

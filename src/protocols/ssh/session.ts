@@ -1,5 +1,6 @@
 import type { Socket } from "node:net";
-import type { Writable } from "node:stream";
+import type { Duplex, Writable } from "node:stream";
+import type { Dial } from "../../net/dial.js";
 import { StringDecoder } from "node:string_decoder";
 import ssh2 from "ssh2";
 import type {
@@ -42,6 +43,8 @@ export interface SshTarget {
   /** A known_hosts file path (read at each session start) or a parsed one. */
   knownHosts: string | KnownHosts;
   connectTimeoutMs: number;
+  /** Reaches the target some other way than a direct connect (an outbound agent). */
+  dial?: Dial | undefined;
 }
 
 export interface SshSessionHooks {
@@ -180,6 +183,25 @@ export class SshSession {
       });
   }
 
+  /**
+   * Records `e` and waits until it is durable: what must be on record before it happens (a
+   * command, before the target runs it). False when recording failed; the session is ending.
+   */
+  async recordFirst(e: SshEvent): Promise<boolean> {
+    if (this.early !== null || this.state === "closed") return false;
+    this.events++;
+    try {
+      await this.opts.hooks.onEvent(e);
+      return (this.state as string) !== "closed"; // it may have closed while waiting
+    } catch (err) {
+      this.opts.log.log("error", "could not record an ssh command; closing the session", {
+        error: String(err),
+      });
+      this.terminate("recording_failed", "gw: the session could not be recorded; it was closed");
+      return false;
+    }
+  }
+
   /** Whether `bytes` more output may be recorded; notes (once) when the limit is reached. */
   recordOutput(channel: number, bytes: number): boolean {
     if (this.outputTruncated) return false;
@@ -290,7 +312,20 @@ export class SshSession {
     }
   }
 
-  private connectUpstream(): Promise<InstanceType<typeof ssh2.Client>> {
+  private async connectUpstream(): Promise<InstanceType<typeof ssh2.Client>> {
+    const t = this.opts.target;
+    if (!t.dial) return this.signInUpstream(null);
+    let sock: Duplex;
+    try {
+      sock = await t.dial(t.host, t.port);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw Object.assign(new Error(message), { clientMessage: message });
+    }
+    return this.signInUpstream(sock);
+  }
+
+  private signInUpstream(sock: Duplex | null): Promise<InstanceType<typeof ssh2.Client>> {
     const t = this.opts.target;
     let known: KnownHosts;
     try {
@@ -345,7 +380,7 @@ export class SshSession {
       });
       c.once("error", fail);
       try {
-        c.connect(cfg);
+        c.connect(sock ? { ...cfg, sock: sock as never } : cfg);
       } catch (err) {
         fail(err as Error);
       }
@@ -855,18 +890,23 @@ class ChannelRelay {
       ...(this.pty ? { pty: this.ptyOptions() } : {}),
       ...(this.agent ? { agentForward: true } : {}),
     };
+    // Fail closed: the command is on record before the target runs it.
+    if (!(await this.s.recordFirst({ ...base, t: this.s.now(), decision }))) {
+      return this.refuse("gw: the command could not be recorded, so it did not run");
+    }
+    if (this.closed) return;
     up.exec(command, opts as never, (err, ch) => {
       if (err) {
         this.s.record({
-          ...base,
+          kind: "refused",
           t: this.s.now(),
-          decision,
+          channel: this.id,
+          what: "exec",
           reason: `the target refused: ${err.message}`,
         });
         return this.refuse(`gw: the target refused to run the command: ${err.message}`);
       }
       if (this.closed) return ch.close();
-      this.s.record({ ...base, t: this.s.now(), decision });
       // File transfers are bytes, not text: never masked (the sftp setting governs them).
       this.wire(ch, this.down!, { mask: transfer === null, output: transfer === null });
     });

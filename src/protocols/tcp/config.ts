@@ -3,7 +3,7 @@ import { parseDuration } from "../../policy/duration.js";
 
 /* Config pieces the ssh, http and tcp connection types share, and the `type: tcp` connection. */
 
-import { principal } from "../../config/refs.js";
+import { principal, viaAgent } from "../../config/refs.js";
 
 export { principal, secretRef } from "../../config/refs.js";
 
@@ -74,10 +74,13 @@ export const connectionName = z
 
 export const tcpTarget = z
   .object({
-    host: z.string().min(1),
-    port: z.number().int().min(1).max(65535),
-    /** Seconds to wait for the target to accept the connection. */
-    connectTimeout: z.number().positive().default(10),
+    host: z.string().min(1).describe("Host name or IP address of the target."),
+    port: z.number().int().min(1).max(65535).describe("TCP port of the target."),
+    connectTimeout: z
+      .number()
+      .positive()
+      .default(10)
+      .describe("Seconds to wait for the target to accept the connection."),
   })
   .strict();
 export type TcpTarget = z.infer<typeof tcpTarget>;
@@ -90,11 +93,21 @@ export type TcpTarget = z.infer<typeof tcpTarget>;
 export const tcpConnection = z
   .object({
     type: z.literal("tcp"),
-    description: z.string().optional(),
-    target: tcpTarget,
-    allow: z.array(principal).min(1, "a connection must allow someone"),
-    /** A policy name (a key of `policies`); only a policy without rules or masking fits. */
-    policy: connectionName.optional(),
+    description: z
+      .string()
+      .optional()
+      .describe("Shown with the name where users list the connections they may use."),
+    target: tcpTarget.describe("The TCP server the broker relays bytes to."),
+    allow: z
+      .array(principal)
+      .min(1, "a connection must allow someone")
+      .describe("Who may connect: a caller matching any of these principals."),
+    policy: connectionName
+      .optional()
+      .describe(
+        "A policy (a key of `policies`); the bytes are not understood, so only a policy that allows everything fits (no rules, masking or read-only mode), else the config is refused.",
+      ),
+    via: viaAgent,
   })
   .strict();
 export type TcpConnectionConfig = z.infer<typeof tcpConnection>;

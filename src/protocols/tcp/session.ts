@@ -1,4 +1,6 @@
 import { connect, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import type { Dial } from "../../net/dial.js";
 import type { ClientChannel, EndReason, SessionEndInfo, SessionLogger } from "./stream.js";
 
 export { validateTcpPolicy, tcpConnection, tcpTarget } from "./config.js";
@@ -11,7 +13,14 @@ export interface TcpSessionHooks {
 }
 
 export interface TcpSessionOptions {
-  target: { name?: string; host: string; port: number; connectTimeoutMs: number };
+  target: {
+    name?: string;
+    host: string;
+    port: number;
+    connectTimeoutMs: number;
+    /** Reaches the target some other way than a direct connect (an outbound agent). */
+    dial?: Dial | undefined;
+  };
   hooks: TcpSessionHooks;
   log: SessionLogger;
   /** True once the identity's sign-in lapsed: the next client data ends the session. */
@@ -26,7 +35,9 @@ const MAX_PENDING = 1 << 20;
  * metadata (who, when, bytes). Nothing is parsed, so no policy beyond allow applies.
  */
 export class TcpSession {
-  private upstream: Socket | null = null;
+  private upstream: Duplex | null = null;
+  /** What the target said before the session was on record. */
+  private readonly early: Buffer[] = [];
   private state: "connecting" | "relaying" | "closed" = "connecting";
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -69,51 +80,83 @@ export class TcpSession {
 
   private connect(): void {
     const t = this.opts.target;
-    const sock = connect({ host: t.host, port: t.port });
-    this.upstream = sock;
+    if (t.dial) {
+      t.dial(t.host, t.port).then(
+        (stream) => {
+          if (this.state === "closed") return stream.destroy();
+          this.relay(stream);
+          this.connected(stream);
+        },
+        (err: unknown) => {
+          const message = err instanceof Error ? err.message : String(err);
+          this.opts.log.log("warn", "target connection failed", {
+            target: `${t.host}:${t.port}`,
+            error: message,
+          });
+          this.end("upstream_error", message);
+        },
+      );
+      return;
+    }
+    const sock: Socket = connect({ host: t.host, port: t.port });
     sock.setNoDelay(true);
     const timer = setTimeout(() => {
       sock.destroy(new Error(`no answer within ${t.connectTimeoutMs} ms`));
     }, t.connectTimeoutMs);
     sock.once("connect", () => {
       clearTimeout(timer);
-      if (this.state === "closed") return sock.destroy();
-      this.opts.hooks.onStart({ target: `${t.host}:${t.port}` }).then(
-        () => {
-          if (this.state === "closed") return;
-          this.state = "relaying";
-          const held = this.pending;
-          this.pending = [];
-          this.pendingBytes = 0;
-          for (const b of held) this.write(b);
-          this.channel.resume();
-        },
-        (err: unknown) => {
-          this.opts.log.log("error", "could not record the session; closing it", {
-            error: String(err),
-          });
-          this.end("recording_failed", "the session could not be recorded");
-        },
-      );
+      this.connected(sock);
     });
+    sock.on("error", () => clearTimeout(timer));
+    sock.on("close", () => clearTimeout(timer));
+    this.relay(sock);
+  }
+
+  /** The target is there: record the session, then let the client's bytes through. */
+  private connected(sock: Duplex): void {
+    const t = this.opts.target;
+    if (this.state === "closed") return void sock.destroy();
+    this.opts.hooks.onStart({ target: `${t.host}:${t.port}` }).then(
+      () => {
+        if (this.state === "closed") return;
+        this.state = "relaying";
+        const held = this.pending;
+        this.pending = [];
+        this.pendingBytes = 0;
+        for (const b of held) this.write(b);
+        this.channel.resume();
+      },
+      (err: unknown) => {
+        this.opts.log.log("error", "could not record the session; closing it", {
+          error: String(err),
+        });
+        this.end("recording_failed", "the session could not be recorded");
+      },
+    );
+  }
+
+  private relay(sock: Duplex): void {
+    const t = this.opts.target;
+    this.upstream = sock;
     sock.on("data", (d: Buffer) => {
-      if (this.state !== "relaying") return;
+      if (this.state === "closed") return;
+      if (this.state !== "relaying") {
+        // A target that speaks first (a banner) is heard once the session is on record.
+        this.early.push(d);
+        return;
+      }
       this.bytesOut += d.length;
       this.channel.send(d);
       if (this.channel.congested) sock.pause();
     });
     sock.on("error", (err) => {
-      clearTimeout(timer);
       this.opts.log.log("warn", "target connection failed", {
         target: `${t.host}:${t.port}`,
         error: err.message,
       });
       this.end("upstream_error", err.message);
     });
-    sock.on("close", () => {
-      clearTimeout(timer);
-      this.end("upstream_closed", null);
-    });
+    sock.on("close", () => this.end("upstream_closed", null));
   }
 
   private write(buf: Buffer): void {

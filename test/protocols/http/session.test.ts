@@ -504,7 +504,7 @@ describe("recording", () => {
       decision: "allowed",
       requestBytes: 29,
     });
-    expect(ev.query).toBe("?token=abc&mail=[redacted:email]");
+    expect(ev.query).toBe("token=abc&mail=[redacted:email]");
     expect(ev.requestBody).toBe('{"contact":"[redacted:email]"}');
     expect(JSON.parse(ev.responseBody!)).toEqual({
       ok: true,
