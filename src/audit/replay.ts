@@ -5,6 +5,7 @@ import type {
   StatementApproval,
   StatementDecision,
   StatementEvent,
+  StatementProtocol,
 } from "../store/types.js";
 import type { EventBody, StatementBody, StatementStartBody } from "./chain.js";
 
@@ -25,7 +26,7 @@ export interface ReplayStatement {
   at: number;
   durationMs: number | null;
   sql: string;
-  protocol: "simple" | "extended";
+  protocol: StatementProtocol;
   /** completed; error (the target refused); refused (policy); unfinished (no result recorded). */
   outcome: "completed" | "error" | "refused" | "unfinished";
   decision: StatementDecision | null;

@@ -12,7 +12,8 @@ export interface TranscriptOptions {
 
 const ANSI = { bold: "1", dim: "2", red: "31", green: "32", yellow: "33", cyan: "36" } as const;
 
-function painter(color: boolean) {
+/** Paints with ANSI codes, or leaves the text alone when `color` is off. */
+export function painter(color: boolean) {
   return (code: keyof typeof ANSI, s: string) => (color ? `\x1b[${ANSI[code]}m${s}\x1b[0m` : s);
 }
 
