@@ -4,6 +4,7 @@ import type { Identity } from "../identity/principal.js";
 import {
   effectiveLimit,
   MAX_SESSION_LIMIT,
+  statusAfterDecisions,
   type ApprovalDecision,
   type ApprovalRequest,
   type ApprovalStatus,
@@ -60,11 +61,18 @@ export interface HeldStatement {
  * The live feed. `decided` comes for every recorded decision, including an approval that
  * leaves an N-of-M request pending; `approval.status` says where it stands.
  */
-export type ApprovalEvent =
+export type ApprovalEvent = (
   | { type: "created"; approval: ApprovalRequest }
   | { type: "decided"; approval: ApprovalRequest; decision: ApprovalDecision }
   | { type: "expired"; approval: ApprovalRequest }
-  | { type: "cancelled"; approval: ApprovalRequest };
+  | { type: "cancelled"; approval: ApprovalRequest }
+) & {
+  /**
+   * Set when another broker replica sharing the store made the change: the feed shows it,
+   * but what acts on changes once (webhooks) leaves it to the replica that made it.
+   */
+  remote?: true;
+};
 
 export type ApprovalListener = (event: ApprovalEvent) => void;
 
@@ -75,6 +83,8 @@ export interface ApprovalServiceOptions {
   newId?: () => string;
   /** Failures nobody awaits (a store write on timeout or cancel, a throwing listener). */
   onError?: (err: unknown, context: string) => void;
+  /** The broker replica this service runs in, recorded on each request it makes. */
+  brokerId?: string;
 }
 
 /** setTimeout's ceiling (about 24.8 days); longer would fire at once. */
@@ -82,6 +92,8 @@ export const MAX_APPROVAL_TIMEOUT_MS = 2 ** 31 - 1;
 export const MAX_REASON_LENGTH = 1000;
 const MAX_MIN_APPROVALS = 100;
 const PRINCIPAL = /^(user|group|role|app):\S+$/;
+/** Requests whose last event the feed has told, remembered so a late notification is ignored. */
+const MAX_FINISHED = 10_000;
 
 interface Held {
   approval: ApprovalRequest;
@@ -101,9 +113,11 @@ interface Held {
  * path, the waiter still settles (expired / cancelled): a statement never runs without a
  * recorded approval.
  *
- * Decisions made through another broker process sharing the store do not reach this process's
- * waiters (there is no cross-process notification yet): with a shared store, the broker that
- * holds the statement must also serve its decisions.
+ * With a store several broker replicas share (one that offers watchApprovals), a write any
+ * replica commits is re-read here: a decision taken on another replica releases the statement
+ * held here, and the live feed shows requests created, decided, expired and cancelled
+ * elsewhere. The feed tells each change once, whichever way it came (the local write, or the
+ * notification of it). Each replica expires only the requests it holds.
  */
 export class ApprovalService {
   private readonly store: ApprovalStore;
@@ -112,6 +126,15 @@ export class ApprovalService {
   private readonly onError: (err: unknown, context: string) => void;
   private readonly held = new Map<string, Held>();
   private readonly listeners = new Set<ApprovalListener>();
+  /** Per request the feed has told of and that is still pending: how many decisions it told. */
+  private readonly told = new Map<string, number>();
+  /** Requests the feed has told the end of (oldest first, bounded). */
+  private readonly finished = new Set<string>();
+  /** Writes of this process in flight, per request; notifications for those wait (writing). */
+  private readonly inFlight = new Map<string, number>();
+  private readonly deferred = new Set<string>();
+  private readonly brokerId: string | undefined;
+  private readonly unwatch: (() => void) | undefined;
   private closed = false;
 
   constructor(store: ApprovalStore, opts: ApprovalServiceOptions = {}) {
@@ -119,6 +142,13 @@ export class ApprovalService {
     this.clock = opts.now ?? Date.now;
     this.newId = opts.newId ?? (() => randomBytes(4).toString("hex"));
     this.onError = opts.onError ?? (() => {});
+    this.brokerId = opts.brokerId;
+    this.unwatch = store.watchApprovals?.((id) => this.onStoreChange(id));
+  }
+
+  /** Whether other processes share the store (and their changes reach this one). */
+  get shared(): boolean {
+    return this.unwatch !== undefined;
   }
 
   /** Statements held by this process right now. */
@@ -168,6 +198,7 @@ export class ApprovalService {
     };
     if (params.contextStatements !== undefined)
       approval.contextStatements = [...params.contextStatements];
+    if (this.brokerId !== undefined) approval.brokerId = this.brokerId;
 
     let resolve!: (outcome: ApprovalOutcome) => void;
     const wait = new Promise<ApprovalOutcome>((r) => (resolve = r));
@@ -175,12 +206,12 @@ export class ApprovalService {
     const held: Held = { approval, resolve, timer: undefined, unlisten: undefined };
     this.held.set(id, held);
     try {
-      await this.store.createApproval(approval);
+      await this.writing(id, () => this.store.createApproval(approval));
     } catch (err) {
       this.held.delete(id);
       throw err;
     }
-    this.emit({ type: "created", approval: structuredClone(approval) });
+    this.tellCreated(approval, false);
     if (!this.held.has(id)) {
       // Already settled while the write was in flight (close(), or a very quick decision).
       return { id, approval: structuredClone(approval), wait };
@@ -241,8 +272,14 @@ export class ApprovalService {
     const at = this.now();
     const refusal = decisionRefusal(identity, current, decision, at);
     if (refusal !== null) {
-      // A stale pending request (its holder is gone) is expired here rather than left to look open.
-      if (current.status === "pending" && at >= current.expiresAt && !this.held.has(id))
+      // A stale pending request (its holder is gone) is expired here rather than left to look
+      // open. With a shared store its holder may be another replica, which expires it itself.
+      if (
+        current.status === "pending" &&
+        at >= current.expiresAt &&
+        !this.held.has(id) &&
+        !this.shared
+      )
         void this.expire(id);
       throw refusal;
     }
@@ -252,8 +289,9 @@ export class ApprovalService {
       reason: why,
       at,
     };
-    const updated = await this.store.recordDecision(id, d);
-    this.emit({ type: "decided", approval: structuredClone(updated), decision: d });
+    const updated = await this.writing(id, () => this.store.recordDecision(id, d));
+    // Decisions made elsewhere may not have been told yet: they come first, as remote.
+    this.tellAll(updated, { decision: updated.decisions.length });
     if (updated.status !== "pending") this.settle(updated);
     return updated;
   }
@@ -314,11 +352,29 @@ export class ApprovalService {
   async cancelOrphans(
     detail = "the broker restarted while the statement was held",
   ): Promise<number> {
+    return this.endPending(() => true, detail);
+  }
+
+  /**
+   * Ends the pending requests held by broker replica `brokerId`, which was lost: nobody will
+   * release their statements now. Resolves to how many it ended.
+   */
+  async cancelPendingOf(
+    brokerId: string,
+    detail = "the broker replica holding the statement was lost",
+  ): Promise<number> {
+    return this.endPending((a) => a.brokerId === brokerId, detail);
+  }
+
+  private async endPending(
+    which: (a: ApprovalRequest) => boolean,
+    detail: string,
+  ): Promise<number> {
     let ended = 0;
     for (;;) {
       const pending = (
         await this.store.listApprovals({ status: "pending", limit: MAX_SESSION_LIMIT })
-      ).filter((a) => !this.held.has(a.id));
+      ).filter((a) => !this.held.has(a.id) && which(a));
       if (pending.length === 0) return ended;
       let progress = false;
       for (const a of pending) {
@@ -339,6 +395,7 @@ export class ApprovalService {
   async close(detail = "the broker is shutting down"): Promise<void> {
     this.closed = true;
     await Promise.all([...this.held.keys()].map((id) => this.cancel(id, detail)));
+    this.unwatch?.();
   }
 
   // --- internals -------------------------------------------------------------------------
@@ -363,8 +420,8 @@ export class ApprovalService {
   ): Promise<boolean> {
     const at = this.now();
     try {
-      const a = await this.store.setStatus(id, status, { at, detail });
-      this.emit({ type: status, approval: structuredClone(a) });
+      const a = await this.writing(id, () => this.store.setStatus(id, status, { at, detail }));
+      this.tellAll(a, { ended: true });
       this.settle(a);
       return true;
     } catch (err) {
@@ -440,6 +497,126 @@ export class ApprovalService {
     }
   }
 
+  // --- the live feed: each change told once, whether made here or by another replica ----
+
+  /** A write to request `id` was committed somewhere (null: anything may have changed). */
+  private onStoreChange(id: string | null): void {
+    if (this.closed && this.held.size === 0) return;
+    const ids = id === null ? new Set([...this.held.keys(), ...this.told.keys()]) : [id];
+    for (const x of ids) void this.refresh(x);
+  }
+
+  /**
+   * Runs a write of this process to request `id`. Meanwhile notifications for it wait: the
+   * write's own result tells the feed what this process did (as its own), and a notification
+   * read first would tell it as another replica's.
+   */
+  private async writing<T>(id: string, write: () => Promise<T>): Promise<T> {
+    this.inFlight.set(id, (this.inFlight.get(id) ?? 0) + 1);
+    try {
+      return await write();
+    } finally {
+      const n = (this.inFlight.get(id) ?? 1) - 1;
+      if (n > 0) this.inFlight.set(id, n);
+      else {
+        this.inFlight.delete(id);
+        if (this.deferred.delete(id)) void this.refresh(id);
+      }
+    }
+  }
+
+  /** Re-reads a request; tells the feed what it has not told yet; releases its statement. */
+  private async refresh(id: string): Promise<void> {
+    if (this.finished.has(id) && !this.held.has(id)) return;
+    if (this.inFlight.has(id)) {
+      this.deferred.add(id);
+      return;
+    }
+    let a: ApprovalRequest | null;
+    try {
+      a = await this.store.getApproval(id);
+    } catch (err) {
+      if (!this.closed) this.onError(err, `reading approval request ${id} after a change`);
+      return;
+    }
+    if (a === null) return;
+    if (this.inFlight.has(id)) {
+      // A write of ours started while we read: what we read may include it.
+      this.deferred.add(id);
+      return;
+    }
+    this.tellAll(a, null);
+    if (a.status !== "pending") this.settle(a);
+  }
+
+  /**
+   * Tells whatever of `a` the feed has not told yet, in order: created, decisions, the end.
+   * `mine` is what this process's own write did (the rest was done elsewhere); null when the
+   * change was read after a notification.
+   */
+  private tellAll(a: ApprovalRequest, mine: { decision?: number; ended?: boolean } | null): void {
+    if (this.finished.has(a.id)) return;
+    if (!this.told.has(a.id)) {
+      // Only a shared store tells of a request it never saw created.
+      if (this.shared) {
+        this.tellCreated(
+          { ...a, status: "pending", decisions: [], decidedAt: null, statusDetail: null },
+          true,
+        );
+      } else {
+        // A request from before this process: tell just what this write did, as before.
+        this.told.set(a.id, mine?.decision !== undefined ? mine.decision - 1 : a.decisions.length);
+      }
+    }
+    for (let n = (this.told.get(a.id) ?? 0) + 1; n <= a.decisions.length; n++) {
+      this.tellDecided(a, n, mine?.decision !== n);
+    }
+    this.tellEnded(a, mine?.ended !== true);
+  }
+
+  private tellCreated(a: ApprovalRequest, remote: boolean): void {
+    if (this.told.has(a.id) || this.finished.has(a.id)) return;
+    this.told.set(a.id, 0);
+    this.emit({ type: "created", approval: structuredClone(a), ...(remote ? { remote } : {}) });
+  }
+
+  /** Tells decision number n (1-based) of `a`, with the request as that decision left it. */
+  private tellDecided(a: ApprovalRequest, n: number, remote: boolean): void {
+    if (this.finished.has(a.id) || (this.told.get(a.id) ?? 0) >= n) return;
+    const decision = a.decisions[n - 1]!;
+    const after =
+      n === a.decisions.length && a.status !== "expired" && a.status !== "cancelled"
+        ? a
+        : afterDecisions(a, n);
+    this.emit({
+      type: "decided",
+      approval: structuredClone(after),
+      decision: structuredClone(decision),
+      ...(remote ? { remote } : {}),
+    });
+    if (after.status === "pending") {
+      this.told.set(a.id, n);
+    } else {
+      this.told.delete(a.id);
+      this.rememberFinished(a.id);
+    }
+  }
+
+  private tellEnded(a: ApprovalRequest, remote: boolean): void {
+    if (this.finished.has(a.id) || (a.status !== "expired" && a.status !== "cancelled")) return;
+    this.told.delete(a.id);
+    this.rememberFinished(a.id);
+    this.emit({ type: a.status, approval: structuredClone(a), ...(remote ? { remote } : {}) });
+  }
+
+  private rememberFinished(id: string): void {
+    this.finished.add(id);
+    if (this.finished.size > MAX_FINISHED) {
+      const oldest = this.finished.values().next().value;
+      if (oldest !== undefined) this.finished.delete(oldest);
+    }
+  }
+
   private emit(event: ApprovalEvent): void {
     for (const l of [...this.listeners]) {
       try {
@@ -449,6 +626,19 @@ export class ApprovalService {
       }
     }
   }
+}
+
+/** The request as its first n decisions left it. */
+function afterDecisions(a: ApprovalRequest, n: number): ApprovalRequest {
+  const decisions = a.decisions.slice(0, n);
+  const status = statusAfterDecisions(decisions, a.minApprovals);
+  return {
+    ...a,
+    decisions,
+    status,
+    decidedAt: status === "pending" ? null : decisions[n - 1]!.at,
+    statusDetail: null,
+  };
 }
 
 function unavailable() {

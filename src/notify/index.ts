@@ -120,6 +120,8 @@ export function createNotifier(
     attach(service) {
       if (sinks.length === 0) return () => {};
       const off = service.subscribe((ev) => {
+        // The replica that made a change sends its webhooks; the others only show it.
+        if (ev.remote) return;
         // Synchronous and cheap: the decision path waits on this call.
         for (const s of sinks) s.enqueue(ev);
       });

@@ -133,6 +133,7 @@ export class MemoryStore implements SessionStore {
       if (q.until !== undefined && s.startedAt >= q.until) continue;
       if (q.open !== undefined && (s.endedAt === null) !== q.open) continue;
       if (q.idPrefix !== undefined && !s.id.startsWith(q.idPrefix)) continue;
+      if (q.brokerId !== undefined && s.brokerId !== q.brokerId) continue;
       if (q.grep !== undefined && q.grep !== "") {
         const list = this.statements.get(s.id);
         if (!list || ![...list.values()].some((st) => contains(st.sql, q.grep!))) continue;
@@ -238,7 +239,7 @@ function copySession(rec: SessionRecord): SessionRecord {
   if (rec.identity.upn !== undefined) identity.upn = rec.identity.upn;
   const out: SessionRecord = { ...rec, identity };
   // As SQLite: optional fields are absent, not null or undefined, when unset.
-  for (const k of ["agentLabel", "decisions", "seal", "prunedAt"] as const) {
+  for (const k of ["agentLabel", "decisions", "seal", "prunedAt", "brokerId"] as const) {
     if (out[k] === undefined || out[k] === null) delete out[k];
   }
   if (out.decisions) out.decisions = { ...out.decisions };

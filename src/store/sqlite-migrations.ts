@@ -204,6 +204,18 @@ export const migrations: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 7,
+    description: "the broker replica that serves each session and holds each approval request",
+    up(db) {
+      // Null for rows written before replicas were tracked, and whenever the broker had no id.
+      db.exec(`
+        ALTER TABLE sessions ADD COLUMN broker_id TEXT;
+        ALTER TABLE approvals ADD COLUMN broker_id TEXT;
+        CREATE INDEX sessions_open_broker ON sessions (broker_id) WHERE ended_at IS NULL;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = migrations.length;

@@ -100,6 +100,7 @@ interface SessionRow {
   decisions: string | null;
   seal: string | null;
   pruned_at: number | null;
+  broker_id: string | null;
 }
 
 interface StatementRow {
@@ -151,6 +152,7 @@ interface ApprovalRow {
   decided_at: number | null;
   status_detail: string | null;
   context_statements: string | null;
+  broker_id: string | null;
 }
 
 interface DecisionRow {
@@ -166,12 +168,13 @@ interface DecisionRow {
 const APPROVAL_COLUMNS =
   "id, session_id, connection, requester_oid, requester_name, requester_type, application_name, " +
   "agent_label, sql, statement_hash, rule_index, rule_description, reason, approvers, " +
-  "min_approvals, created_at, expires_at, status, decided_at, status_detail, context_statements";
+  "min_approvals, created_at, expires_at, status, decided_at, status_detail, context_statements, " +
+  "broker_id";
 
 const SESSION_COLUMNS =
   "id, oid, name, upn, type, connection, protocol, application_name, client_address, started_at, " +
   "ended_at, end_reason, end_detail, bytes_in, bytes_out, statement_count, agent_label, decisions, " +
-  "seal, pruned_at";
+  "seal, pruned_at, broker_id";
 
 const STATEMENT_COLUMNS =
   "session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, error_code, " +
@@ -326,7 +329,7 @@ export class SqliteStore implements SessionStore {
         `INSERT INTO sessions (${SESSION_COLUMNS}) VALUES (@id, @oid, @name, @upn, @type, @connection, ` +
           "@protocol, @application_name, @client_address, @started_at, @ended_at, @end_reason, " +
           "@end_detail, @bytes_in, @bytes_out, @statement_count, @agent_label, @decisions, @seal, " +
-          "@pruned_at)",
+          "@pruned_at, @broker_id)",
       ),
       endSession: db.prepare(
         "UPDATE sessions SET ended_at = @ended_at, end_reason = @end_reason, end_detail = @end_detail, " +
@@ -366,7 +369,8 @@ export class SqliteStore implements SessionStore {
         `INSERT INTO approvals (${APPROVAL_COLUMNS}) VALUES (@id, @session_id, @connection, ` +
           "@requester_oid, @requester_name, @requester_type, @application_name, @agent_label, @sql, " +
           "@statement_hash, @rule_index, @rule_description, @reason, @approvers, @min_approvals, " +
-          "@created_at, @expires_at, @status, @decided_at, @status_detail, @context_statements)",
+          "@created_at, @expires_at, @status, @decided_at, @status_detail, @context_statements, " +
+          "@broker_id)",
       ),
       getApproval: db.prepare(`SELECT ${APPROVAL_COLUMNS} FROM approvals WHERE id = ?`),
       listDecisions: db.prepare(
@@ -481,6 +485,7 @@ export class SqliteStore implements SessionStore {
       decisions: rec.decisions === undefined ? null : JSON.stringify(rec.decisions),
       seal: rec.seal === undefined ? null : JSON.stringify(rec.seal),
       pruned_at: rec.prunedAt ?? null,
+      broker_id: rec.brokerId ?? null,
       id: rec.id,
       oid: rec.identity.oid,
       name: rec.identity.name,
@@ -632,6 +637,10 @@ export class SqliteStore implements SessionStore {
       params.until = q.until;
     }
     if (q.open !== undefined) where.push(q.open ? "ended_at IS NULL" : "ended_at IS NOT NULL");
+    if (q.brokerId !== undefined) {
+      where.push("broker_id = @broker_id");
+      params.broker_id = q.brokerId;
+    }
     if (q.idPrefix !== undefined) {
       where.push("id LIKE @id_prefix ESCAPE '\\'");
       params.id_prefix = escapeLike(q.idPrefix) + "%";
@@ -724,6 +733,7 @@ export class SqliteStore implements SessionStore {
       status_detail: req.statusDetail,
       context_statements:
         req.contextStatements === undefined ? null : JSON.stringify(req.contextStatements),
+      broker_id: req.brokerId ?? null,
     };
     // Urgent: a statement (and its client) waits until the request is visible to approvers.
     return this.enqueue(true, () => {
@@ -1024,6 +1034,7 @@ function toSession(r: SessionRow): SessionRecord {
   if (r.decisions !== null) rec.decisions = JSON.parse(r.decisions) as DecisionCounts;
   if (r.seal !== null) rec.seal = JSON.parse(r.seal) as SessionSeal;
   if (r.pruned_at !== null) rec.prunedAt = r.pruned_at;
+  if (r.broker_id !== null) rec.brokerId = r.broker_id;
   return rec;
 }
 
@@ -1102,6 +1113,7 @@ function toApproval(r: ApprovalRow, decisions: DecisionRow[]): ApprovalRequest {
   };
   if (r.context_statements !== null)
     a.contextStatements = JSON.parse(r.context_statements) as string[];
+  if (r.broker_id !== null) a.brokerId = r.broker_id;
   return a;
 }
 

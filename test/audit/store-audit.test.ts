@@ -1,14 +1,17 @@
 /**
  * What recording needs from a SessionStore, on every store: chain events with their statement
  * rows (both or neither), agent labels, seals and decision counts, retention, and search by
- * identity, agent, application, time, id prefix and statement text.
+ * identity, agent, application, time, id prefix and statement text. (PostgreSQL: a real server,
+ * a database per test.)
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import pg from "pg";
+import { afterAll, afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isGwError } from "../../src/errors.js";
 import { MemoryStore } from "../../src/store/memory-store.js";
+import { PostgresStore } from "../../src/store/postgres-store.js";
 import { SqliteStore } from "../../src/store/sqlite-store.js";
 import type {
   AuditEvent,
@@ -17,6 +20,7 @@ import type {
   SessionStore,
   StatementEvent,
 } from "../../src/store/types.js";
+import { startPostgres, type PgServer } from "../helpers/postgres.js";
 
 let n = 0;
 function session(over: Partial<SessionRecord> = {}): SessionRecord {
@@ -88,7 +92,16 @@ async function code(p: Promise<unknown>): Promise<string> {
   throw new Error("expected a rejection");
 }
 
-const stores: [string, () => { store: SessionStore; cleanup: () => Promise<void> }][] = [
+type Made = { store: SessionStore; cleanup: () => Promise<void> };
+
+/** One PostgreSQL server for the file, and a database of its own per test. */
+let pgServer: Promise<PgServer> | undefined;
+let pgDatabases = 0;
+afterAll(async () => {
+  await (await pgServer)?.stop();
+});
+
+const stores: [string, () => Made | Promise<Made>][] = [
   [
     "memory",
     () => {
@@ -110,14 +123,33 @@ const stores: [string, () => { store: SessionStore; cleanup: () => Promise<void>
       };
     },
   ],
+  [
+    "postgres",
+    async () => {
+      const server = await (pgServer ??= startPostgres());
+      const name = `gw_audit_${++pgDatabases}`;
+      const admin = new pg.Client({ connectionString: server.url });
+      await admin.connect();
+      await admin.query(`CREATE DATABASE ${name}`);
+      const store = await PostgresStore.open(server.url.replace(/\/app$/, `/${name}`));
+      return {
+        store,
+        cleanup: async () => {
+          await store.close();
+          await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
+          await admin.end();
+        },
+      };
+    },
+  ],
 ];
 
 for (const [name, make] of stores) {
   describe(`SessionStore recording contract: ${name}`, () => {
     let store: SessionStore;
     let cleanup: () => Promise<void>;
-    beforeEach(() => {
-      ({ store, cleanup } = make());
+    beforeEach(async () => {
+      ({ store, cleanup } = await make());
     });
     afterEach(() => cleanup());
 

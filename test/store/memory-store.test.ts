@@ -10,7 +10,7 @@ runStoreSuite("memory", async () => {
 
 describe("openStore({ memory: true })", () => {
   it("opens a MemoryStore", async () => {
-    const store = openStore({ memory: true });
+    const store = await openStore({ memory: true });
     expect(store).toBeInstanceOf(MemoryStore);
     await store.close();
   });

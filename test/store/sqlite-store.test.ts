@@ -5,7 +5,11 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { GwError } from "../../src/errors.js";
 import { openStore } from "../../src/store/open-store.js";
-import { GW_APPLICATION_ID, SCHEMA_VERSION } from "../../src/store/sqlite-migrations.js";
+import {
+  GW_APPLICATION_ID,
+  SCHEMA_VERSION,
+  migrations,
+} from "../../src/store/sqlite-migrations.js";
 import { SqliteStore } from "../../src/store/sqlite-store.js";
 import { rejectionCode, runStoreSuite, sessionRecord, statementEvent } from "./store-suite.js";
 
@@ -30,9 +34,9 @@ runStoreSuite("sqlite :memory:", async () => {
   return { store, cleanup: () => store.close() };
 });
 
-function errorOf(fn: () => unknown): GwError {
+async function rejectionOf(p: Promise<unknown>): Promise<GwError> {
   try {
-    fn();
+    await p;
   } catch (err) {
     expect(err).toBeInstanceOf(GwError);
     return err as GwError;
@@ -113,12 +117,37 @@ describe("SqliteStore", () => {
       "sessions_connection",
       "sessions_ended_at",
       "sessions_oid",
+      "sessions_open_broker",
       "sessions_started_at",
     ]);
     // synchronous and foreign_keys are per connection: look through the store's own.
     const own = (openAt(path) as unknown as { db: Database.Database }).db;
     expect(own.pragma("synchronous", { simple: true })).toBe(1); // NORMAL
     expect(own.pragma("foreign_keys", { simple: true })).toBe(1);
+  });
+
+  it("migrates a version 6 database: its sessions keep no broker replica, new ones do", async () => {
+    const path = join(dir, "gw.db");
+    const db = other(path);
+    db.transaction(() => {
+      for (const m of migrations.slice(0, 6)) {
+        m.up(db);
+        db.pragma(`user_version = ${m.version}`);
+      }
+    })();
+    const old = sessionRecord();
+    db.prepare(
+      "INSERT INTO sessions (id, oid, name, type, connection, protocol, started_at, bytes_in, " +
+        "bytes_out, statement_count) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, 0)",
+    ).run(old.id, "oid-old", "Old", "user", "orders", "postgres", 1);
+    db.close();
+    const store = openAt(path);
+    const got = await store.getSession(old.id);
+    expect(got?.identity.oid).toBe("oid-old");
+    expect(got).not.toHaveProperty("brokerId");
+    const rec = sessionRecord({ brokerId: "replica-1" });
+    await store.createSession(rec);
+    expect(await store.getSession(rec.id)).toEqual(rec);
   });
 
   it("keeps data across close and reopen", async () => {
@@ -261,45 +290,45 @@ describe("openStore({ sqlite })", () => {
 
   it("opens a SqliteStore, creating the file", async () => {
     const path = join(dir, "data", "gw.db");
-    const store = openStore({ sqlite: path });
+    const store = await openStore({ sqlite: path });
     expect(store).toBeInstanceOf(SqliteStore);
     await store.close();
     expect(existsSync(path)).toBe(true);
   });
 
-  it("fails with store_unavailable when the directory cannot be created", () => {
+  it("fails with store_unavailable when the directory cannot be created", async () => {
     writeFileSync(join(dir, "file"), "");
     const path = join(dir, "file", "gw.db");
-    const err = errorOf(() => openStore({ sqlite: path }));
+    const err = await rejectionOf(openStore({ sqlite: path }));
     expect(err.code).toBe("store_unavailable");
     expect(err.message).toContain(path);
     expect(err.hint).toMatch(/store\.sqlite/);
   });
 
-  it("fails with store_unavailable when the path is a directory", () => {
-    const err = errorOf(() => openStore({ sqlite: dir }));
+  it("fails with store_unavailable when the path is a directory", async () => {
+    const err = await rejectionOf(openStore({ sqlite: dir }));
     expect(err.code).toBe("store_unavailable");
     expect(err.message).toContain(dir);
     expect(err.message).toMatch(/not a regular file/);
   });
 
-  it("fails with store_unavailable when the file is not a SQLite database", () => {
+  it("fails with store_unavailable when the file is not a SQLite database", async () => {
     const path = join(dir, "gw.db");
     writeFileSync(path, "this is not a database, just some text that is long enough ".repeat(20), {
       mode: 0o600,
     });
-    const err = errorOf(() => openStore({ sqlite: path }));
+    const err = await rejectionOf(openStore({ sqlite: path }));
     expect(err.code).toBe("store_unavailable");
     expect(err.message).toBe(`${path} is not a SQLite database`);
     expect(err.hint).toBeDefined();
   });
 
-  it("refuses a SQLite database that gw did not create", () => {
+  it("refuses a SQLite database that gw did not create", async () => {
     const path = join(dir, "other.db");
     const db = new Database(path);
     db.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY)");
     db.close();
-    const err = errorOf(() => openStore({ sqlite: path }));
+    const err = await rejectionOf(openStore({ sqlite: path }));
     expect(err.code).toBe("store_unavailable");
     expect(err.message).toContain("did not create");
     const after = new Database(path);
@@ -309,11 +338,11 @@ describe("openStore({ sqlite })", () => {
 
   it("refuses a database written by a newer gw", async () => {
     const path = join(dir, "gw.db");
-    await openStore({ sqlite: path }).close();
+    await (await openStore({ sqlite: path })).close();
     const db = new Database(path);
     db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
     db.close();
-    const err = errorOf(() => openStore({ sqlite: path }));
+    const err = await rejectionOf(openStore({ sqlite: path }));
     expect(err.code).toBe("store_unavailable");
     expect(err.message).toContain(`schema version ${SCHEMA_VERSION + 1}`);
     expect(err.hint).toMatch(/Upgrade gw/);

@@ -388,6 +388,32 @@ export function runStoreSuite(name: string, makeStore: () => Promise<StoreUnderT
       expect(await rejectionCode(store.getSession(rec.id))).toBe("store_closed");
       await store.close(); // a second close is harmless
     });
+    it("keeps the broker replica of sessions and finds a replica's open sessions", async () => {
+      const a = sessionRecord({ brokerId: "replica-a", startedAt: 1 });
+      const a2 = sessionRecord({ brokerId: "replica-a", startedAt: 2 });
+      const b = sessionRecord({ brokerId: "replica-b", startedAt: 3 });
+      const none = sessionRecord({ startedAt: 4 });
+      for (const r of [a, a2, b, none]) await store.createSession(r);
+      expect(await store.getSession(a.id)).toEqual(a);
+      expect(await store.getSession(none.id)).not.toHaveProperty("brokerId");
+      const open = async (brokerId: string) =>
+        (await store.listSessions({ brokerId, open: true })).map((s) => s.id);
+      expect(await open("replica-a")).toEqual([a2.id, a.id]);
+      expect(await open("replica-b")).toEqual([b.id]);
+      expect(await open("replica-c")).toEqual([]);
+      const end = {
+        endedAt: a.startedAt + 10,
+        endReason: "broker_lost" as const,
+        endDetail: "its replica stopped sending heartbeats",
+        bytesIn: 0,
+        bytesOut: 0,
+        statementCount: 0,
+      };
+      await store.endSession(a.id, end);
+      expect(await open("replica-a")).toEqual([a2.id]);
+      expect(await store.getSession(a.id)).toEqual({ ...a, ...end });
+    });
+
     // --- approvals ---------------------------------------------------------------------
 
     it("creates an approval request and reads it back", async () => {
@@ -397,6 +423,17 @@ export function runStoreSuite(name: string, makeStore: () => Promise<StoreUnderT
       });
       await store.createApproval(a);
       expect(await store.getApproval(a.id)).toEqual(a);
+    });
+
+    it("keeps the broker replica that holds an approval request", async () => {
+      const held = approvalRecord({ brokerId: "replica-a" });
+      const plain = approvalRecord();
+      await store.createApproval(held);
+      await store.createApproval(plain);
+      expect(await store.getApproval(held.id)).toEqual(held);
+      expect(await store.getApproval(plain.id)).not.toHaveProperty("brokerId");
+      const after = await store.setStatus(held.id, "cancelled", { at: 1, detail: "lost" });
+      expect(after.brokerId).toBe("replica-a");
     });
 
     it("keeps an approval request without context statements or application name", async () => {

@@ -30,7 +30,7 @@ export function registerBrokerStart(broker: Command): void {
           });
         listen = { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) };
       }
-      const store = openStore(config.store);
+      const store = await openStore(config.store);
       const broker = await Broker.start({ config, store, ...(listen ? { listen } : {}) }).catch(
         async (err: NodeJS.ErrnoException) => {
           await store.close();
