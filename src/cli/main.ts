@@ -2,6 +2,7 @@ import { Command, CommanderError } from "commander";
 import { VERSION } from "../version.js";
 import { reportError } from "./output.js";
 import { registerBroker } from "./commands/broker.js";
+import { registerAgent } from "./commands/agent.js";
 import { registerConnect } from "./commands/connect.js";
 import { registerLogin } from "./commands/login.js";
 import { registerLogout } from "./commands/logout.js";
@@ -17,6 +18,7 @@ import { registerCompletion } from "./commands/completion.js";
 import { registerMcp } from "./commands/mcp.js";
 import { registerPs } from "./commands/ps.js";
 import { registerDisconnect } from "./commands/disconnect.js";
+import { registerSshConfig } from "./commands/ssh-config.js";
 
 export function buildProgram(): Command {
   const program = new Command("gw")
@@ -32,12 +34,14 @@ export function buildProgram(): Command {
   registerConnect(program);
   registerPs(program);
   registerDisconnect(program);
+  registerSshConfig(program);
   registerSessions(program);
   registerReplay(program);
   registerAudit(program);
   registerApprove(program);
   registerApprovals(program);
   registerBroker(program);
+  registerAgent(program);
   registerPolicy(program);
   registerMcp(program);
   registerDemo(program);

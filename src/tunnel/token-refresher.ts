@@ -72,10 +72,13 @@ export class TokenRefresher {
   private schedule(): void {
     if (this.stopped || this.expiresAt === null) return;
     if (this.timer) clearTimeout(this.timer);
-    const delay =
+    // Capped to what setTimeout takes: past ~24.8 days Node fires at once, in a loop.
+    const delay = Math.min(
+      2 ** 31 - 1,
       this.failures === 0
         ? refreshDelay(Date.now(), this.expiresAt)
-        : Math.min(30_000, 1_000 * 2 ** this.failures);
+        : Math.min(30_000, 1_000 * 2 ** this.failures),
+    );
     this.timer = setTimeout(() => {
       this.refresh().catch((err: unknown) => {
         this.failures++;
