@@ -1,12 +1,7 @@
 import { ExitCode, GwError } from "../errors.js";
-import { makeFetch, type FetchLike } from "../net/http-client.js";
 import type { AuditEvent, SessionRecord, StatementEvent } from "../store/types.js";
-import {
-  httpError,
-  normalizeBrokerUrl,
-  notSignedIn,
-  unreachable,
-} from "../tunnel/broker-client.js";
+import { httpError, normalizeBrokerUrl, notSignedIn } from "../tunnel/broker-client.js";
+import { BrokerPool } from "../tunnel/broker-pool.js";
 import type { VerifyResult } from "./verify.js";
 
 /** Filters of `gw sessions`, as the broker API takes them (src/broker/audit-api.ts). */
@@ -36,13 +31,14 @@ export interface PublicKeyInfo {
 /** The broker's session and audit API, for the CLI. Failures are GwErrors that say what to do. */
 export class AuditClient {
   readonly url: string;
-  private readonly fetch: FetchLike;
+  /** The broker's replicas this process knows of (see broker-pool.ts): reads go to one up. */
+  private readonly pool: BrokerPool;
 
   constructor(
     private readonly opts: { url: string; token?: string | undefined; caFile?: string | undefined },
   ) {
     this.url = normalizeBrokerUrl(opts.url);
-    this.fetch = makeFetch({ caFile: opts.caFile, timeoutMs: 60_000 });
+    this.pool = BrokerPool.shared([this.url], { caFile: opts.caFile });
   }
 
   sessions(f: SessionFilters = {}): Promise<{ sessions: SessionRecord[]; scope: string }> {
@@ -73,14 +69,14 @@ export class AuditClient {
 
   private async get<T>(path: string): Promise<T> {
     if (!this.opts.token) throw notSignedIn();
-    let res: Response;
-    try {
-      res = await this.fetch(this.url + path, {
+    const { res } = await this.pool.request(
+      path,
+      {
         headers: { accept: "application/json", authorization: `Bearer ${this.opts.token}` },
-      });
-    } catch (err) {
-      throw unreachable(this.url, err);
-    }
+        timeoutMs: 60_000,
+      },
+      "read",
+    );
     const text = await res.text();
     let body: unknown = undefined;
     try {

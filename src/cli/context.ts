@@ -2,23 +2,58 @@ import { ExitCode, GwError } from "../errors.js";
 import { tokenProviderFor, type TokenProvider } from "../identity/credentials.js";
 import { readSignIn } from "../identity/sign-in-state.js";
 import { BrokerClient, normalizeBrokerUrl } from "../tunnel/broker-client.js";
+import { BrokerPool } from "../tunnel/broker-pool.js";
+import { parseBrokerUrls } from "../tunnel/broker-urls.js";
 
 /** Options every command that talks to a broker accepts. */
 export interface BrokerFlags {
+  /** One URL, or a broker's replicas separated by commas (`gw connect` joins repeated flags). */
   broker?: string;
   caFile?: string;
 }
 
-/** --broker, else GW_BROKER, else the broker of the last `gw login`. */
-export function brokerUrl(flags: BrokerFlags): string {
-  const url = flags.broker ?? process.env["GW_BROKER"] ?? readSignIn()?.broker;
-  if (!url) {
+/** --broker, else GW_BROKER, else the broker of the last `gw login`: every replica given. */
+export function brokerUrls(flags: BrokerFlags): string[] {
+  const given = flags.broker ?? process.env["GW_BROKER"] ?? readSignIn()?.broker;
+  if (!given) {
     throw new GwError("broker_unknown", "no broker given", {
       exitCode: ExitCode.usage,
       hint: "Pass --broker https://gw.example.com, set GW_BROKER, or run `gw login --broker URL` once.",
     });
   }
-  return url;
+  return parseBrokerUrls(given);
+}
+
+/**
+ * The broker, by its first URL given. Every client made in this process for it (or for
+ * another of its replicas) shares one pool of all of them, so requests go to a replica that
+ * is up (a service principal's discovery lookup too).
+ */
+export function brokerUrl(flags: BrokerFlags): string {
+  brokerPool(flags);
+  return brokerUrls(flags)[0]!;
+}
+
+/** The pool of the broker's replicas this process shares. */
+export function brokerPool(flags: BrokerFlags): BrokerPool {
+  return BrokerPool.shared(brokerUrls(flags), { caFile: caFile(flags) });
+}
+
+/**
+ * The URL sign-in state is kept under: of the replicas given, the one `gw login` signed in to
+ * (tokens are the same for all of them), else the first.
+ */
+function signInBrokerUrl(flags: BrokerFlags): string {
+  const urls = brokerUrls(flags);
+  brokerPool(flags);
+  let signedIn: string | undefined;
+  try {
+    const state = readSignIn();
+    signedIn = state ? normalizeBrokerUrl(state.broker) : undefined;
+  } catch {
+    signedIn = undefined; // a damaged signin.json is reported where a token is needed
+  }
+  return signedIn !== undefined && urls.includes(signedIn) ? signedIn : urls[0]!;
 }
 
 /** --ca-file, else GW_CA_FILE, else the one given to `gw login` for the same broker. */
@@ -33,7 +68,7 @@ export function caFile(flags: BrokerFlags): string | undefined {
   }
   if (!state?.caFile) return undefined;
   const url = flags.broker ?? process.env["GW_BROKER"];
-  return !url || normalizeBrokerUrl(url) === normalizeBrokerUrl(state.broker)
+  return !url || parseBrokerUrls(url).includes(normalizeBrokerUrl(state.broker))
     ? state.caFile
     : undefined;
 }
@@ -45,7 +80,7 @@ const providers = new Map<string, TokenProvider>();
  * variables); one per broker per process, so renewals are shared.
  */
 export function tokenProvider(flags: BrokerFlags): TokenProvider {
-  const url = normalizeBrokerUrl(brokerUrl(flags));
+  const url = signInBrokerUrl(flags);
   let p = providers.get(url);
   if (!p) {
     p = tokenProviderFor({ broker: url, caFile: caFile(flags) });
@@ -60,8 +95,11 @@ export async function currentToken(flags: BrokerFlags = {}): Promise<string> {
 }
 
 export async function brokerClient(flags: BrokerFlags, withToken = true): Promise<BrokerClient> {
+  // The pool first: a token that needs the broker's discovery document finds it through it.
+  const pool = brokerPool(flags);
   return new BrokerClient({
-    url: brokerUrl(flags),
+    url: pool.urls,
+    pool,
     token: withToken ? await currentToken(flags) : undefined,
     caFile: caFile(flags),
   });

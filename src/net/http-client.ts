@@ -1,4 +1,4 @@
-import { request as httpRequest } from "node:http";
+import { request as httpRequest, type Agent as HttpAgent } from "node:http";
 import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import { contextTrusting } from "./tls-context.js";
 
@@ -11,6 +11,11 @@ export interface HttpClientOptions {
   /** PEM file(s) of extra CAs to trust, besides the system store. */
   caFile?: string | undefined;
   timeoutMs?: number;
+  /**
+   * Dial through this agent instead (for the URLs' protocol; caFile is then the agent's
+   * business): a broker pool's agents add a connect deadline.
+   */
+  agent?: HttpAgent | undefined;
 }
 
 const agents = new Map<string, HttpsAgent>();
@@ -29,7 +34,8 @@ function agentFor(caFile: string | undefined): HttpsAgent | undefined {
 }
 
 export function makeFetch(opts: HttpClientOptions = {}) {
-  const agent = agentFor(opts.caFile);
+  const own = opts.agent;
+  const agent = own ?? agentFor(opts.caFile);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return (
     url: string | URL,
@@ -50,7 +56,7 @@ export function makeFetch(opts: HttpClientOptions = {}) {
         {
           method: init.method ?? "GET",
           headers,
-          ...(u.protocol === "https:" && agent ? { agent } : {}),
+          ...((own || u.protocol === "https:") && agent ? { agent } : {}),
           timeout: timeoutMs,
         },
         (res) => {

@@ -1,12 +1,13 @@
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { request as httpsRequest } from "node:https";
 import { APPROVAL_ERRORS, isApprovalErrorCode } from "../approvals/errors.js";
 import type { ViewerRights } from "../approvals/rules.js";
 import { ExitCode, GwError, isGwError } from "../errors.js";
-import { makeFetch, type FetchLike } from "../net/http-client.js";
-import { contextTrusting } from "../net/tls-context.js";
 import type { ApprovalDecision, ApprovalRequest } from "../store/types.js";
-import { httpError, normalizeBrokerUrl, notSignedIn, unreachable } from "./broker-client.js";
+import { httpError, notSignedIn, unreachable } from "./broker-client.js";
+import { failoverStatus, failsOver, failureReason, statusReason } from "./broker-failures.js";
+import { BrokerPool } from "./broker-pool.js";
+import { parseBrokerUrls } from "./broker-urls.js";
 
 /**
  * The CLI's client of the broker's approvals API (/v1/approvals): list, show, approve, deny,
@@ -44,12 +45,15 @@ export type FeedStatus =
   | { state: "stopped" };
 
 export interface ApprovalsClientOptions {
-  url: string;
+  /** The broker's URL, or its replicas' (see BrokerClientOptions). */
+  url: string | readonly string[];
   /** A token, or where to get a fresh one (called for every request and reconnect). */
   token: string | (() => Promise<string>);
   caFile?: string | undefined;
   /** Per request (not the feed); default 15 s. */
   timeoutMs?: number;
+  /** The replicas' pool; default the one this process shares for these URLs. */
+  pool?: BrokerPool;
 }
 
 export interface WatchOptions {
@@ -77,24 +81,15 @@ const IDLE_TIMEOUT_MS = 45_000;
 const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 const ID = /^[\w-]{1,64}$/;
 
-const agents = new Map<string, HttpsAgent>();
-function streamAgent(caFile: string | undefined): HttpsAgent | undefined {
-  if (!caFile) return undefined;
-  let a = agents.get(caFile);
-  if (!a) {
-    a = new HttpsAgent({ secureContext: contextTrusting(caFile) });
-    agents.set(caFile, a);
-  }
-  return a;
-}
-
 export class ApprovalsClient {
   readonly url: string;
-  private readonly fetch: FetchLike;
+  /** Requests, and each (re)connect of the feed, go to a replica that is up. */
+  private readonly pool: BrokerPool;
 
   constructor(private readonly opts: ApprovalsClientOptions) {
-    this.url = normalizeBrokerUrl(opts.url);
-    this.fetch = makeFetch({ caFile: opts.caFile, timeoutMs: opts.timeoutMs ?? 15_000 });
+    const urls = parseBrokerUrls(opts.url);
+    this.url = urls[0]!;
+    this.pool = opts.pool ?? BrokerPool.shared(urls, { caFile: opts.caFile });
   }
 
   async list(
@@ -210,7 +205,9 @@ export class ApprovalsClient {
   private async stream(opts: WatchOptions, onLive: () => void): Promise<string> {
     const token = await this.token();
     const qs = opts.scope ? `?scope=${opts.scope}` : "";
-    const u = new URL(this.url + `/v1/approvals/events${qs}`);
+    // One replica per stream: one that fails is marked down, so the reconnect goes elsewhere.
+    const endpoint = (await this.pool.candidates())[0]!;
+    const u = new URL(endpoint.dialUrl + `/v1/approvals/events${qs}`);
     const signal = opts.signal;
     return new Promise<string>((resolve, reject) => {
       let settled = false;
@@ -243,11 +240,16 @@ export class ApprovalsClient {
         accept: "text/event-stream",
         authorization: `Bearer ${token}`,
         "cache-control": "no-store",
+        ...endpoint.headers,
       };
-      const agent = u.protocol === "https:" ? streamAgent(this.opts.caFile) : undefined;
       const req = (u.protocol === "https:" ? httpsRequest : httpRequest)(
         u,
-        { method: "GET", headers, ...(agent ? { agent } : {}) },
+        {
+          method: "GET",
+          headers,
+          agent: this.pool.streamAgent(endpoint),
+          ...(endpoint.servername ? { servername: endpoint.servername } : {}),
+        },
         (res: IncomingMessage) => {
           const status = res.statusCode ?? 500;
           const type = String(res.headers["content-type"] ?? "");
@@ -262,21 +264,24 @@ export class ApprovalsClient {
               } catch {
                 body = undefined;
               }
+              if (failoverStatus(status, "read"))
+                this.pool.failed(endpoint, statusReason(status, body));
               finish(() =>
                 reject(
                   status === 200
                     ? new GwError(
                         "broker_bad_response",
-                        `${this.url} did not answer with an event stream; is it a gw broker?`,
+                        `${endpoint.label} did not answer with an event stream; is it a gw broker?`,
                         { exitCode: ExitCode.unavailable },
                       )
-                    : apiError(this.url, status, body),
+                    : apiError(endpoint.label, status, body),
                 ),
               );
             });
             res.on("error", (err) => finish(() => reject(err)));
             return;
           }
+          this.pool.succeeded(endpoint);
           touch();
           const parser = new SseParser((ev) => {
             if (settled) return;
@@ -318,7 +323,8 @@ export class ApprovalsClient {
       held.req = req;
       req.on("error", (err) => {
         if (settled) return;
-        finish(() => reject(unreachable(this.url, err)));
+        if (failsOver(err)) this.pool.failed(endpoint, failureReason(err));
+        finish(() => reject(unreachable(endpoint.label, err)));
       });
       // Nothing (not even headers) within the idle timeout: the broker is not answering.
       touch();
@@ -342,29 +348,31 @@ export class ApprovalsClient {
       payload = JSON.stringify(body);
       headers["content-type"] = "application/json";
     }
-    let res: Response;
-    try {
-      res = await this.fetch(this.url + path, {
+    // An approval sent twice is not the same as one: it moves to another replica only when
+    // it cannot have reached the first (see RequestKind).
+    const { res, endpoint } = await this.pool.request(
+      path,
+      {
         method,
         headers,
         ...(payload !== undefined ? { body: payload } : {}),
-      });
-    } catch (err) {
-      throw unreachable(this.url, err);
-    }
+        timeoutMs: this.opts.timeoutMs ?? 15_000,
+      },
+      method === "GET" ? "read" : "change",
+    );
     const text = await res.text();
     const parsed = parseJson(text);
     if (res.ok) {
       if (parsed === undefined) {
         throw new GwError(
           "broker_bad_response",
-          `${this.url} did not answer with JSON; is it a gw broker?`,
+          `${endpoint.label} did not answer with JSON; is it a gw broker?`,
           { exitCode: ExitCode.unavailable },
         );
       }
       return parsed as T;
     }
-    throw apiError(this.url, res.status, parsed);
+    throw apiError(endpoint.label, res.status, parsed);
   }
 }
 

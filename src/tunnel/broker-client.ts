@@ -1,5 +1,6 @@
 import { ExitCode, GwError } from "../errors.js";
-import { makeFetch, type FetchLike } from "../net/http-client.js";
+import { BrokerPool } from "./broker-pool.js";
+import { parseBrokerUrls } from "./broker-urls.js";
 
 /**
  * The CLI's view of a broker's HTTP API. Every failure becomes a GwError whose message says
@@ -7,24 +8,33 @@ import { makeFetch, type FetchLike } from "../net/http-client.js";
  */
 export interface BrokerConnectionInfo {
   name: string;
-  type: "postgres";
+  type: "postgres" | "ssh" | "http" | "tcp";
   description: string | null;
-  database: string;
+  /** postgres: the database the broker opens. */
+  database: string | null;
+  /** ssh: the user the broker signs in to the target as. */
+  user?: string | null;
 }
 
 export interface BrokerClientOptions {
-  url: string;
+  /** The broker's URL, or the URLs of its replicas (a list, or one string with commas). */
+  url: string | readonly string[];
   token?: string | undefined;
   caFile?: string | undefined;
+  /** The replicas' pool; default the one this process shares for these URLs. */
+  pool?: BrokerPool;
 }
 
 export class BrokerClient {
+  /** The first broker URL given: the broker's name in messages. */
   readonly url: string;
-  private readonly fetch: FetchLike;
+  /** Every request goes to a replica that is up (see broker-pool.ts). */
+  readonly pool: BrokerPool;
 
   constructor(private readonly opts: BrokerClientOptions) {
-    this.url = normalizeBrokerUrl(opts.url);
-    this.fetch = makeFetch({ caFile: opts.caFile, timeoutMs: 15_000 });
+    const urls = parseBrokerUrls(opts.url);
+    this.url = urls[0]!;
+    this.pool = opts.pool ?? BrokerPool.shared(urls, { caFile: opts.caFile });
   }
 
   get caFile(): string | undefined {
@@ -58,9 +68,9 @@ export class BrokerClient {
     return this.get(`/v1/sessions/${encodeURIComponent(id)}`);
   }
 
-  /** URL of the tunnel endpoint for a connection (ws: or wss:). */
+  /** URL of the tunnel endpoint for a connection (ws: or wss:) on the first broker given. */
   tunnelUrl(connection: string): string {
-    return this.url.replace(/^http/, "ws") + `/v1/tunnel/${encodeURIComponent(connection)}`;
+    return this.url.replace(/^http/, "ws") + tunnelPath(connection);
   }
 
   private async get<T>(path: string, auth = true): Promise<T> {
@@ -69,12 +79,7 @@ export class BrokerClient {
       if (!this.opts.token) throw notSignedIn();
       headers["authorization"] = `Bearer ${this.opts.token}`;
     }
-    let res: Response;
-    try {
-      res = await this.fetch(this.url + path, { headers });
-    } catch (err) {
-      throw unreachable(this.url, err);
-    }
+    const { res, endpoint } = await this.pool.request(path, { headers }, "read");
     const text = await res.text();
     let body: unknown = undefined;
     try {
@@ -86,16 +91,28 @@ export class BrokerClient {
       if (body === undefined)
         throw new GwError(
           "broker_bad_response",
-          `${this.url} did not answer with JSON; is it a gw broker?`,
+          `${endpoint.label} did not answer with JSON; is it a gw broker?`,
           { exitCode: ExitCode.unavailable },
         );
       return body as T;
     }
-    throw httpError(this.url, res.status, body);
+    throw httpError(endpoint.label, res.status, body);
   }
 }
 
+/** The path of a connection's tunnel endpoint on any replica. */
+export function tunnelPath(connection: string): string {
+  return `/v1/tunnel/${encodeURIComponent(connection)}`;
+}
+
 export function normalizeBrokerUrl(url: string): string {
+  // A list would otherwise parse as one odd URL ("https://a,https//b").
+  if (url.includes(",")) {
+    throw new GwError("broker_url_invalid", `"${url}" is several broker URLs; one is needed here`, {
+      exitCode: ExitCode.usage,
+      hint: "Give one of them here: signing in through one replica holds for all of them.",
+    });
+  }
   let u: URL;
   try {
     u = new URL(url);
@@ -123,6 +140,16 @@ export function notSignedIn(): GwError {
 }
 
 export function unreachable(url: string, err: unknown): GwError {
+  const { why, hint } = unreachableReason(err);
+  return new GwError("broker_unreachable", `cannot reach the broker at ${url}: ${why}`, {
+    exitCode: ExitCode.unavailable,
+    hint,
+    cause: err,
+  });
+}
+
+/** Why a broker could not be reached, for people, and what to do about it. */
+export function unreachableReason(err: unknown): { why: string; hint: string } {
   const e = err as NodeJS.ErrnoException;
   const code = e?.code ?? "";
   let why = e?.message ?? String(err);
@@ -134,11 +161,7 @@ export function unreachable(url: string, err: unknown): GwError {
     hint =
       "If the broker uses a private CA, pass --ca-file (or set GW_CA_FILE) with its certificate.";
   }
-  return new GwError("broker_unreachable", `cannot reach the broker at ${url}: ${why}`, {
-    exitCode: ExitCode.unavailable,
-    hint,
-    cause: err,
-  });
+  return { why, hint };
 }
 
 /** Maps a broker's JSON error (or its absence) to a user-facing error. */

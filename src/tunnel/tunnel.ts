@@ -1,12 +1,18 @@
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
-import { Agent as HttpsAgent } from "node:https";
-import type { SecureContext } from "node:tls";
-import { contextTrusting } from "../net/tls-context.js";
 import { WebSocket } from "ws";
 import { ExitCode, GwError } from "../errors.js";
 import { refuseLocally } from "../protocols/postgres/local-refusal.js";
 import type { BrokerClient, BrokerConnectionInfo } from "./broker-client.js";
-import { httpError, unreachable } from "./broker-client.js";
+import { httpError, tunnelPath, unreachable } from "./broker-client.js";
+import type { BrokerEndpoint } from "./broker-endpoints.js";
+import {
+  failoverStatus,
+  failsOver,
+  failureReason,
+  isNetworkFailure,
+  statusReason,
+} from "./broker-failures.js";
+import { unreachableAll, type BrokerPool } from "./broker-pool.js";
 import { TokenRefresher } from "./token-refresher.js";
 
 /**
@@ -16,13 +22,19 @@ import { TokenRefresher } from "./token-refresher.js";
  * One stream per connection keeps TCP backpressure end to end and lets a load balancer spread
  * connections over broker replicas. TLS sessions are resumed through a shared agent, so a new
  * stream costs little more than the WebSocket upgrade.
+ *
+ * Given several replicas (the client's BrokerPool), each new stream goes to one that is up; a
+ * stream that cannot be opened on one (refused, reset, TLS failure, 5xx, no TCP/TLS connect
+ * within the pool's connect deadline) is opened on the next at once, so the local client only
+ * sees a slower connect. Open streams stay where they are: they end with their replica.
  */
 const HIGH_WATER = 1 << 20;
 const SEND_OPTS = { binary: true, compress: false } as const;
 const zeroMask = (mask: Buffer) => mask.fill(0);
 
 export type TunnelEvent =
-  | { type: "stream_open"; id: number }
+  /** `broker`: the replica the stream went to (its URL, and address when it has several). */
+  | { type: "stream_open"; id: number; broker: string }
   | { type: "session"; id: number; session: string }
   | { type: "stream_refused"; id: number; error: GwError }
   | { type: "stream_closed"; id: number; bytesIn: number; bytesOut: number }
@@ -93,8 +105,7 @@ const RETRYABLE_STATUS = new Set([502, 503, 504]);
 export class Tunnel {
   private readonly streams = new Set<{ socket: Socket; ws: WebSocket | null }>();
   private nextId = 1;
-  private readonly agent: HttpsAgent;
-  private readonly secureContext: SecureContext | undefined;
+  private readonly pool: BrokerPool;
   private readonly refresher: TokenRefresher;
   private readonly gating = new Set<Socket>();
   private readonly totals = { streams: 0, bytesIn: 0, bytesOut: 0 };
@@ -103,10 +114,9 @@ export class Tunnel {
     private readonly server: Server,
     private readonly opts: TunnelOptions,
   ) {
-    const caFile = opts.client.caFile;
-    this.secureContext = caFile ? contextTrusting(caFile) : undefined;
-    // The agent caches TLS sessions, so new streams resume instead of a full handshake.
-    this.agent = new HttpsAgent({ maxCachedSessions: 100 });
+    this.pool = opts.client.pool;
+    // A fresh token goes to every open stream, whichever replica it is on: each is its own
+    // WebSocket, and every replica verifies tokens the same way.
     this.refresher = new TokenRefresher(opts.token, {
       onToken: (token, expiresAt) => {
         // Streams opened with an older token get the new one beside their data.
@@ -193,7 +203,6 @@ export class Tunnel {
     while (closing.some((ws) => ws.readyState !== WebSocket.CLOSED) && Date.now() < until)
       await new Promise((r) => setTimeout(r, 20));
     for (const ws of closing) if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
-    this.agent.destroy();
   }
 
   private accept(socket: Socket): void {
@@ -296,141 +305,13 @@ export class Tunnel {
       this.refresher.token().then(
         (token) => {
           if (socket.destroyed) return void this.streams.delete(entry);
-          const target = this.opts.client.tunnelUrl(this.opts.connection.name);
-          const url = this.opts.agentLabel
-            ? `${target}?agent=${encodeURIComponent(this.opts.agentLabel)}`
-            : target;
-          const ws = new WebSocket(url, {
-            headers: { authorization: `Bearer ${token}` },
-            perMessageDeflate: false,
-            // Masking exists for browsers on shared proxies; over TLS from a CLI it only costs a
-            // copy and an XOR per frame. An all-zero mask is valid and lets ws skip both.
-            generateMask: zeroMask,
-            ...(this.opts.client.tunnelUrl("x").startsWith("wss:")
-              ? {
-                  agent: this.agent,
-                  ...(this.secureContext ? { secureContext: this.secureContext } : {}),
-                }
-              : {}),
-            handshakeTimeout: 15_000,
-            maxPayload: 256 * 1024 * 1024,
-          });
-          entry.ws = ws;
-          /** This attempt failed and another one is scheduled: its events are no longer ours. */
-          let superseded = false;
-          ws.on("unexpected-response", (_req, res) => {
-            const chunks: Buffer[] = [];
-            res.on("data", (c: Buffer) => chunks.push(c));
-            res.on("end", () => {
-              let body: unknown;
-              try {
-                body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-              } catch {
-                body = undefined;
-              }
-              const status = res.statusCode ?? 500;
-              const err = httpError(this.opts.client.url, status, body);
-              if (RETRYABLE_STATUS.has(status) && later(err)) superseded = true;
-              else refuse(err);
-              ws.terminate();
+          this.pool
+            .candidates()
+            .then((candidates) => dial(token, candidates, 0, []))
+            .catch((err: unknown) => {
+              this.streams.delete(entry);
+              refuse(unreachable(this.pool.url, err));
             });
-          });
-          ws.on("error", (err) => {
-            if (superseded || ws.readyState === WebSocket.OPEN) return;
-            const e = unreachable(this.opts.client.url, err);
-            if (isNetworkFailure(err) && later(e)) superseded = true;
-            else refuse(e);
-          });
-          ws.on("open", () => {
-            emit({ type: "stream_open", id });
-            socket.off("data", onEarly);
-            for (const c of early) {
-              bytesIn += c.length;
-              this.totals.bytesIn += c.length;
-              ws.send(c, SEND_OPTS);
-            }
-            early.length = 0;
-            const raw = (ws as unknown as { _socket?: Socket })._socket;
-            raw?.on("drain", () => socket.resume());
-            socket.on("data", (c: Buffer) => {
-              bytesIn += c.length;
-              this.totals.bytesIn += c.length;
-              ws.send(c, SEND_OPTS);
-              if (ws.bufferedAmount > HIGH_WATER) socket.pause();
-            });
-            socket.on("drain", () => ws.resume());
-            socket.on("end", () => ws.close(1000));
-            socket.on("close", () => {
-              if (ws.readyState === WebSocket.OPEN) ws.close(1000);
-            });
-          });
-          ws.on("message", (data: Buffer, isBinary: boolean) => {
-            if (isBinary) {
-              bytesOut += data.length;
-              this.totals.bytesOut += data.length;
-              if (!socket.write(data)) ws.pause();
-              return;
-            }
-            try {
-              const msg = JSON.parse(data.toString("utf8")) as {
-                type?: string;
-                id?: string;
-                code?: string;
-                message?: string;
-              };
-              if (msg.type === "session" && typeof msg.id === "string")
-                emit({ type: "session", id, session: msg.id });
-              else if (msg.type === "token_rejected")
-                emit({
-                  type: "token_rejected",
-                  id,
-                  code: String(msg.code),
-                  message: String(msg.message),
-                });
-              else if (msg.type === "sign_in_expired") emit({ type: "sign_in_expired", id });
-              else if (msg.type === "statement_held") {
-                const m = msg as {
-                  request?: unknown;
-                  sql?: unknown;
-                  approvers?: unknown;
-                  expiresAt?: unknown;
-                };
-                emit({
-                  type: "statement_held",
-                  id,
-                  request: String(m.request),
-                  sql: String(m.sql ?? ""),
-                  approvers: Array.isArray(m.approvers) ? m.approvers.map(String) : [],
-                  expiresAt: typeof m.expiresAt === "number" ? m.expiresAt : null,
-                });
-              } else if (msg.type === "statement_decided") {
-                const m = msg as {
-                  request?: unknown;
-                  outcome?: unknown;
-                  by?: unknown;
-                  reason?: unknown;
-                };
-                emit({
-                  type: "statement_decided",
-                  id,
-                  request: String(m.request),
-                  outcome: String(m.outcome),
-                  ...(typeof m.by === "string" ? { by: m.by } : {}),
-                  ...(typeof m.reason === "string" ? { reason: m.reason } : {}),
-                });
-              }
-            } catch {
-              // Unknown control messages are ignored: newer brokers may send more.
-            }
-          });
-          ws.on("close", () => {
-            if (superseded) return;
-            this.streams.delete(entry);
-            if (!refused) {
-              socket.end();
-              emit({ type: "stream_closed", id, bytesIn, bytesOut });
-            }
-          });
         },
         (err: unknown) => {
           this.streams.delete(entry);
@@ -441,23 +322,172 @@ export class Tunnel {
           );
         },
       );
+
+    /**
+     * Opens the stream on candidates[i]. A replica that does not answer (or answers 5xx) is
+     * marked down and the next one is dialled at once; when none is left, the broker is tried
+     * again later (see `later`) or the client is refused. Answers about the caller (401, 403,
+     * 404) refuse at once, as the same answer would come from every replica.
+     */
+    const dial = (
+      token: string,
+      candidates: BrokerEndpoint[],
+      i: number,
+      failures: Array<{ endpoint: BrokerEndpoint; error: unknown }>,
+    ) => {
+      if (socket.destroyed) return void this.streams.delete(entry);
+      const endpoint = candidates[i]!;
+      const target =
+        endpoint.dialUrl.replace(/^http/, "ws") + tunnelPath(this.opts.connection.name);
+      const url = this.opts.agentLabel
+        ? `${target}?agent=${encodeURIComponent(this.opts.agentLabel)}`
+        : target;
+      const ws = new WebSocket(url, {
+        // Host keeps the broker's name when one of its addresses is dialled.
+        headers: { authorization: `Bearer ${token}`, ...endpoint.headers },
+        perMessageDeflate: false,
+        // Masking exists for browsers on shared proxies; over TLS from a CLI it only costs a
+        // copy and an XOR per frame. An all-zero mask is valid and lets ws skip both.
+        generateMask: zeroMask,
+        // The pool's agent: the CA to trust, cached TLS sessions, the connect deadline.
+        agent: this.pool.streamAgent(endpoint),
+        ...(endpoint.servername ? { servername: endpoint.servername } : {}),
+        handshakeTimeout: 15_000,
+        maxPayload: 256 * 1024 * 1024,
+      });
+      entry.ws = ws;
+      /** This attempt failed and another one is under way: its events are no longer ours. */
+      let superseded = false;
+      /** This attempt's outcome is decided; the errors terminate() raises are noise. */
+      let settled = false;
+      const gone = () => refused || socket.destroyed;
+      /** This replica failed: the next one, else later, else refuse with `err`. */
+      const next = (reason: string, err: GwError, retryable: boolean) => {
+        this.pool.failed(endpoint, reason);
+        superseded = true;
+        if (i + 1 < candidates.length) return dial(token, candidates, i + 1, failures);
+        if (retryable && later(err)) return;
+        superseded = false;
+        refuse(err);
+      };
+      ws.on("unexpected-response", (_req, res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          let body: unknown;
+          try {
+            body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+          } catch {
+            body = undefined;
+          }
+          settled = true;
+          ws.terminate();
+          const status = res.statusCode ?? 500;
+          const err = httpError(endpoint.label, status, body);
+          if (gone() || !failoverStatus(status, "tunnel")) return refuse(err);
+          next(statusReason(status, body), err, RETRYABLE_STATUS.has(status));
+        });
+      });
+      ws.on("error", (err) => {
+        if (settled || ws.readyState === WebSocket.OPEN) return;
+        settled = true;
+        if (gone()) return;
+        failures.push({ endpoint, error: err });
+        if (!failsOver(err)) return refuse(unreachable(endpoint.label, err));
+        next(failureReason(err), unreachableAll(failures), isNetworkFailure(err));
+      });
+      ws.on("open", () => {
+        this.pool.succeeded(endpoint);
+        emit({ type: "stream_open", id, broker: endpoint.label });
+        socket.off("data", onEarly);
+        for (const c of early) {
+          bytesIn += c.length;
+          this.totals.bytesIn += c.length;
+          ws.send(c, SEND_OPTS);
+        }
+        early.length = 0;
+        const raw = (ws as unknown as { _socket?: Socket })._socket;
+        raw?.on("drain", () => socket.resume());
+        socket.on("data", (c: Buffer) => {
+          bytesIn += c.length;
+          this.totals.bytesIn += c.length;
+          ws.send(c, SEND_OPTS);
+          if (ws.bufferedAmount > HIGH_WATER) socket.pause();
+        });
+        socket.on("drain", () => ws.resume());
+        socket.on("end", () => ws.close(1000));
+        socket.on("close", () => {
+          if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+        });
+      });
+      ws.on("message", (data: Buffer, isBinary: boolean) => {
+        if (isBinary) {
+          bytesOut += data.length;
+          this.totals.bytesOut += data.length;
+          if (!socket.write(data)) ws.pause();
+          return;
+        }
+        try {
+          const msg = JSON.parse(data.toString("utf8")) as {
+            type?: string;
+            id?: string;
+            code?: string;
+            message?: string;
+          };
+          if (msg.type === "session" && typeof msg.id === "string")
+            emit({ type: "session", id, session: msg.id });
+          else if (msg.type === "token_rejected")
+            emit({
+              type: "token_rejected",
+              id,
+              code: String(msg.code),
+              message: String(msg.message),
+            });
+          else if (msg.type === "sign_in_expired") emit({ type: "sign_in_expired", id });
+          else if (msg.type === "statement_held") {
+            const m = msg as {
+              request?: unknown;
+              sql?: unknown;
+              approvers?: unknown;
+              expiresAt?: unknown;
+            };
+            emit({
+              type: "statement_held",
+              id,
+              request: String(m.request),
+              sql: String(m.sql ?? ""),
+              approvers: Array.isArray(m.approvers) ? m.approvers.map(String) : [],
+              expiresAt: typeof m.expiresAt === "number" ? m.expiresAt : null,
+            });
+          } else if (msg.type === "statement_decided") {
+            const m = msg as {
+              request?: unknown;
+              outcome?: unknown;
+              by?: unknown;
+              reason?: unknown;
+            };
+            emit({
+              type: "statement_decided",
+              id,
+              request: String(m.request),
+              outcome: String(m.outcome),
+              ...(typeof m.by === "string" ? { by: m.by } : {}),
+              ...(typeof m.reason === "string" ? { reason: m.reason } : {}),
+            });
+          }
+        } catch {
+          // Unknown control messages are ignored: newer brokers may send more.
+        }
+      });
+      ws.on("close", () => {
+        if (superseded) return;
+        this.streams.delete(entry);
+        if (!refused) {
+          socket.end();
+          emit({ type: "stream_closed", id, bytesIn, bytesOut });
+        }
+      });
+    };
     open();
   }
-}
-
-/** Errors that mean "nobody answered" (worth trying again), not "the answer was no". */
-function isNetworkFailure(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? "";
-  return (
-    [
-      "ECONNREFUSED",
-      "ECONNRESET",
-      "ETIMEDOUT",
-      "EHOSTUNREACH",
-      "ENETUNREACH",
-      "EPIPE",
-      "EAI_AGAIN",
-    ].includes(code) ||
-    /socket hang up|Opening handshake has timed out/i.test(String((err as Error)?.message))
-  );
 }

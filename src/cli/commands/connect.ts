@@ -1,8 +1,12 @@
 import type { Command } from "commander";
 import { ExitCode, GwError } from "../../errors.js";
 import { Tunnel, type TunnelEvent } from "../../tunnel/tunnel.js";
+import type { BrokerConnectionInfo } from "../../tunnel/broker-client.js";
+import { pinBrokerSshKey, sshPinOptions, type PinnedKey } from "../ssh-host-pin.js";
 import { firstFreePort, rememberPort, rememberedPort } from "../../tunnel/port-memory.js";
-import { brokerClient, currentToken, type BrokerFlags } from "../context.js";
+import { brokerClient, brokerPool, currentToken, type BrokerFlags } from "../context.js";
+import { joinRepeated } from "../../tunnel/broker-urls.js";
+import type { BrokerPool, BrokerPoolEvent } from "../../tunnel/broker-pool.js";
 import { bold, dim, green, info, red, yellow } from "../output.js";
 import { rememberConnections } from "../completion/cache.js";
 import { localPasswordGate, newLocalPassword } from "../../tunnel/local-password.js";
@@ -16,6 +20,7 @@ type ConnectOptions = BrokerFlags & {
   agent?: string;
   detach?: boolean;
   localPassword?: boolean;
+  acceptNewHostKey?: boolean;
 };
 
 /** `gw connect --detach` in the foreground process: start the background one and report it. */
@@ -58,7 +63,7 @@ function clockTime(ms: number): string {
   return new Date(ms).toTimeString().slice(0, 8);
 }
 
-const DEFAULT_BASE_PORT: Record<string, number> = { postgres: 5433 };
+const DEFAULT_BASE_PORT: Record<string, number> = { postgres: 5433, ssh: 2222, http: 8080 };
 
 function parsePort(v: string): number {
   const n = Number(v);
@@ -80,7 +85,11 @@ export function registerConnect(program: Command): void {
       "local port (default: remembered per connection; 0 = any free port)",
     )
     .option("--bind <address>", "local address to listen on", "127.0.0.1")
-    .option("--broker <url>", "broker URL (or GW_BROKER)")
+    .option(
+      "--broker <url>",
+      "broker URL (or GW_BROKER); a broker's replicas: repeat it, or separate URLs with commas",
+      joinRepeated,
+    )
     .option(
       "--ca-file <file>",
       "PEM file of a private CA that signed the broker's certificate (or GW_CA_FILE)",
@@ -98,6 +107,10 @@ export function registerConnect(program: Command): void {
       "--local-password",
       "local clients must give a random per-tunnel password (for shared machines)",
     )
+    .option(
+      "--accept-new-host-key",
+      "ssh connections: accept a broker SSH host key that differs from the pinned one",
+    )
     .addHelpText(
       "after",
       [
@@ -109,15 +122,26 @@ export function registerConnect(program: Command): void {
         "  gw connect db-prod --detach                  # background; gw ps, gw disconnect db-prod",
         "  gw connect db-prod --agent claude --detach   # an MCP server's tunnel (gw mcp config)",
         "  gw connect db-prod --local-password          # other local users cannot ride the tunnel",
+        "  gw connect prod-box                          # ssh: then ssh -p 2222 deploy@127.0.0.1",
+        "  gw connect internal-api                      # http: then curl http://127.0.0.1:8080/",
+        "  gw connect db-prod --broker https://gw-a --broker https://gw-b  # replicas: failover",
         "",
         "When the broker restarts or is briefly unreachable, each new local connection retries it",
         "with backoff (up to a minute) while the tunnel keeps listening.",
+        "",
+        "Several brokers (replicas: several --broker, URLs separated by commas in --broker or",
+        "GW_BROKER, or one name with several addresses): each new local connection goes to one",
+        "that is up, the last that worked first. One that refuses, fails (5xx) or does not connect",
+        "within 1 s is skipped until it answers again, and the connection goes to the next at once.",
+        "Connections open on a replica that goes down end with it.",
       ].join("\n"),
     )
     .action(async (name: string, opts: ConnectOptions) => {
       if (opts.detach && !isDetachedChild()) return connectDetached(name, opts);
       // A detached tunnel's output is its log: what a person at a terminal would see.
       const detached = isDetachedChild() ? startDetachedChild(name) : null;
+      // Said whatever the output mode (stderr): a replica going away concerns the person.
+      brokerPool(opts).onChange((e) => info(describePoolEvent(e)));
       const client = await brokerClient(opts);
       const connections = await client.connections();
       try {
@@ -219,7 +243,18 @@ export function registerConnect(program: Command): void {
         else if (e.type === "stream_refused")
           info(`${red("refused:")} connection #${e.id}: ${e.error.message}`);
       };
+      if (opts.localPassword && conn.type !== "postgres")
+        throw new GwError(
+          "local_password_unsupported",
+          `--local-password works for postgres connections; ${name} is ${conn.type}`,
+          { exitCode: ExitCode.usage },
+        );
       const localPassword = opts.localPassword ? newLocalPassword() : null;
+      // Before listening: a changed broker host key must stop the tunnel, not the first ssh.
+      const sshPin =
+        conn.type === "ssh"
+          ? await pinBrokerSshKey(client, { accept: opts.acceptNewHostKey === true })
+          : null;
       const tunnel = await Tunnel.open({
         client,
         connection: conn,
@@ -244,19 +279,19 @@ export function registerConnect(program: Command): void {
       const host = tunnel.address.host.includes(":")
         ? `[${tunnel.address.host}]`
         : tunnel.address.host;
-      const credentials = localPassword ? `gw:${localPassword}@` : "";
-      const url = `postgresql://${credentials}${host}:${port}/${encodeURIComponent(conn.database)}`;
-      const command = `psql "${url}"`;
+      const { url, command } = howToUse(conn, host, port, localPassword, sshPin);
       const summary = {
         connection: name,
         type: conn.type,
         broker: client.url,
+        brokers: client.pool.status(),
         listen: { host: tunnel.address.host, port },
         url,
         command,
         pid: process.pid,
         ...(localPassword ? { localPassword } : {}),
         ...(opts.agent ? { agent: opts.agent } : {}),
+        ...(sshPin ? { sshHostKey: { fingerprint: sshPin.fingerprint, alias: sshPin.alias } } : {}),
       };
       detached?.ready(tunnel, summary, await currentToken(opts));
       if (json) {
@@ -264,10 +299,18 @@ export function registerConnect(program: Command): void {
         printJsonLine(summary);
       } else {
         info(`${bold(name)}${conn.description ? ` (${conn.description})` : ""} via ${client.url}`);
+        if (client.pool.endpoints.length > 1) info(dim(replicasLine(client.pool)));
         info(`listening on ${host}:${port}`);
         info("");
         info(`  ${command}`);
         info("");
+        if (sshPin)
+          info(
+            dim(
+              `The broker's SSH host key is ${sshPin.fingerprint}${sshPin.firstSeen ? " (pinned now)" : " (pinned)"}; ` +
+                `\`gw ssh-config ${name}\` prints a stanza for ~/.ssh/config.`,
+            ),
+          );
         info(
           dim(
             detached
@@ -284,4 +327,53 @@ export function registerConnect(program: Command): void {
       await tunnel.close();
       if (!json) info("tunnel closed");
     });
+}
+
+/** The client command a person runs against the local port, by connection type. */
+function howToUse(
+  conn: BrokerConnectionInfo,
+  host: string,
+  port: number,
+  localPassword: string | null,
+  pin: PinnedKey | null,
+): { url: string; command: string } {
+  switch (conn.type) {
+    case "postgres": {
+      const credentials = localPassword ? `gw:${localPassword}@` : "";
+      const url = `postgresql://${credentials}${host}:${port}/${encodeURIComponent(conn.database ?? "")}`;
+      return { url, command: `psql "${url}"` };
+    }
+    case "ssh": {
+      const user = conn.user ? `${conn.user}@` : "";
+      const opts = pin
+        ? sshPinOptions(pin)
+            .filter((o) => o !== "-o")
+            .map((o) => `-o ${o}`)
+        : [];
+      return {
+        url: `ssh://${user}${host}:${port}`,
+        command: ["ssh", "-p", String(port), ...opts, `${user}${host}`].join(" "),
+      };
+    }
+    case "http": {
+      const url = `http://${host}:${port}/`;
+      return { url, command: `curl ${url}` };
+    }
+    case "tcp":
+      return { url: `tcp://${host}:${port}`, command: `nc ${host} ${port}` };
+  }
+}
+
+/** "broker https://a:8443 is unreachable (ECONNREFUSED); using https://b:8443", timestamped. */
+function describePoolEvent(e: BrokerPoolEvent): string {
+  const at = `[${clockTime(Date.now())}]`;
+  if (e.type === "up") return `${green(`${at} broker ${e.endpoint.label} answers again`)}`;
+  const then = e.next ? `using ${e.next.label}` : "no other broker is up; new connections retry";
+  return `${yellow(`${at} broker ${e.endpoint.label} is unreachable (${e.reason});`)} ${then}`;
+}
+
+/** The replicas a tunnel may use, for the banner. */
+function replicasLine(pool: BrokerPool): string {
+  const list = pool.endpoints.map((e) => e.label).join(", ");
+  return `brokers: ${list} (each new connection goes to one that is up)`;
 }

@@ -9,6 +9,7 @@ import {
   type SpMethod,
 } from "../../identity/sign-in-state.js";
 import { normalizeBrokerUrl } from "../../tunnel/broker-client.js";
+import { parseBrokerUrls } from "../../tunnel/broker-urls.js";
 import type { BrokerFlags } from "../context.js";
 import { bold, dim, info, printJson } from "../output.js";
 import { describeToken, stdoutColors, type WhoamiInfo } from "./whoami.js";
@@ -86,7 +87,9 @@ function target(opts: LoginOptions): { broker: string; caFile: string | undefine
       hint: "Pass --broker https://gw.example.com (or set GW_BROKER).",
     });
   }
-  const broker = normalizeBrokerUrl(url);
+  // Replicas share one identity configuration: sign in through the first of a list (the
+  // tunnel and the other commands then use the whole list from --broker / GW_BROKER).
+  const broker = parseBrokerUrls(url)[0]!;
   const explicitCa = opts.caFile ?? process.env["GW_CA_FILE"];
   const sameBroker = previous && normalizeBrokerUrl(previous.broker) === broker;
   const ca = explicitCa ? resolve(explicitCa) : sameBroker ? previous.caFile : undefined;
