@@ -61,8 +61,8 @@ describe("install.sh", () => {
     expect(v.status, v.stderr).toBe(0);
     expect(v.stdout.trim()).toBe(VERSION);
     const modules = readdirSync(join(prefix, "lib", "gw", "node_modules"));
-    expect(modules).toEqual(expect.arrayContaining(["commander", "better-sqlite3", "ws"]));
-    for (const dev of ["vitest", "typescript", "eslint", "prettier", "pg"])
+    expect(modules).toEqual(expect.arrayContaining(["commander", "better-sqlite3", "ws", "pg"]));
+    for (const dev of ["vitest", "typescript", "eslint", "prettier", "kubernetes-models"])
       expect(modules, dev).not.toContain(dev);
     const completions: Array<[string, string]> = [
       ["share/bash-completion/completions/gw", "gw.bash"],
