@@ -15,6 +15,11 @@
  *   --dir PATH          where the database goes (default: a temp dir under the current dir,
  *                       so it is on a real disk rather than a tmpfs)
  *   --json PATH         also write the results as JSON
+ *   --thread both       where SQLite runs: same (the broker's thread), worker, or both
+ *
+ * "main µs/st" is the broker thread's busy time per statement (event-loop utilisation): what
+ * recording takes from relaying sessions. With the store on a worker thread, SQLite's share
+ * moves there; the worker's own cost shows as statements/s when it is the bottleneck.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -24,13 +29,18 @@ import { WriteGate, type AuditMode } from "../src/audit/service.js";
 import { createLogger } from "../src/broker/logger.js";
 import { recordingHooks } from "../src/broker/recorder.js";
 import { SqliteStore } from "../src/store/sqlite-store.js";
+import { ThreadedStore } from "../src/store/threaded-store.js";
+import type { SessionStore } from "../src/store/types.js";
 import { availableParallelism, cpus, release } from "node:os";
 import { median, table } from "./lib/report.js";
 
 type Mode = AuditMode;
+type Thread = "same" | "worker";
 
 interface Result {
   mode: Mode;
+  thread: Thread;
+  mainUsPerStatement: number;
   sessions: number;
   statementsPerSecond: number;
   batchesPerSecond: number;
@@ -46,15 +56,20 @@ let sessionNo = 0;
 async function runOnce(
   dir: string,
   mode: Mode,
+  thread: Thread,
   sessions: number,
   seconds: number,
 ): Promise<Result> {
-  const store = SqliteStore.open(join(dir, `bench-${mode}-${sessions}-${++sessionNo}.db`));
+  const file = join(dir, `bench-${mode}-${thread}-${sessions}-${++sessionNo}.db`);
+  const sqlite = thread === "same" ? SqliteStore.open(file) : null;
+  const store: SessionStore = sqlite ?? (await ThreadedStore.open(file));
+  const stats = () => sqlite?.stats ?? { batches: NaN, durableBatches: NaN };
   const gate = new WriteGate(10_000);
   const deadline = performance.now() + seconds * 1000;
   const latencies: number[] = [];
   let statements = 0;
-  const before = store.stats;
+  const before = stats();
+  const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: sessions }, async (_, i) => {
@@ -123,11 +138,14 @@ async function runOnce(
     }),
   );
   const elapsed = (performance.now() - t0) / 1000;
-  const after = store.stats;
+  const busyMs = performance.eventLoopUtilization(elu0).active;
+  const after = stats();
   await store.close();
   latencies.sort((a, b) => a - b);
   return {
     mode,
+    thread,
+    mainUsPerStatement: (busyMs * 1000) / Math.max(1, statements),
     sessions,
     statementsPerSecond: statements / elapsed,
     batchesPerSecond: (after.batches - before.batches) / elapsed,
@@ -145,8 +163,15 @@ async function main(): Promise<void> {
       rounds: { type: "string", default: "3" },
       dir: { type: "string" },
       json: { type: "string" },
+      thread: { type: "string", default: "both" },
     },
   });
+  const threads: Thread[] =
+    values.thread === "same"
+      ? ["same"]
+      : values.thread === "worker"
+        ? ["worker"]
+        : ["same", "worker"];
   const concurrency = values.sessions.split(",").map((s) => Math.max(1, Number(s) || 1));
   const seconds = Math.max(0.5, Number(values.seconds) || 3);
   const rounds = Math.max(1, Number(values.rounds) || 3);
@@ -157,11 +182,13 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       for (const sessions of concurrency) {
         for (const mode of modes) {
-          const res = await runOnce(dir, mode, sessions, seconds);
-          all.push(res);
-          process.stderr.write(
-            `round ${r + 1}/${rounds} ${mode} x${sessions}: ${Math.round(res.statementsPerSecond)} statements/s\n`,
-          );
+          for (const thread of threads) {
+            const res = await runOnce(dir, mode, thread, sessions, seconds);
+            all.push(res);
+            process.stderr.write(
+              `round ${r + 1}/${rounds} ${mode} ${thread} x${sessions}: ${Math.round(res.statementsPerSecond)} statements/s, ${res.mainUsPerStatement.toFixed(1)} µs/st on the broker thread\n`,
+            );
+          }
         }
       }
     }
@@ -169,29 +196,40 @@ async function main(): Promise<void> {
     if (!values.dir) rmSync(dir, { recursive: true, force: true });
   }
   const summary = concurrency.flatMap((sessions) =>
-    modes.map((mode) => {
-      const runs = all.filter((x) => x.mode === mode && x.sessions === sessions);
-      const m = (k: keyof Result) => median(runs.map((x) => x[k] as number));
-      return {
-        mode,
-        sessions,
-        statementsPerSecond: m("statementsPerSecond"),
-        batchesPerSecond: m("batchesPerSecond"),
-        durableBatchesPerSecond: m("durableBatchesPerSecond"),
-        p50Ms: m("p50Ms"),
-        p99Ms: m("p99Ms"),
-      };
-    }),
+    modes.flatMap((mode) =>
+      threads.map((thread) => {
+        const runs = all.filter(
+          (x) => x.mode === mode && x.sessions === sessions && x.thread === thread,
+        );
+        const m = (k: keyof Result) => median(runs.map((x) => x[k] as number));
+        return {
+          mode,
+          thread,
+          mainUsPerStatement: m("mainUsPerStatement"),
+          sessions,
+          statementsPerSecond: m("statementsPerSecond"),
+          batchesPerSecond: m("batchesPerSecond"),
+          durableBatchesPerSecond: m("durableBatchesPerSecond"),
+          p50Ms: m("p50Ms"),
+          p99Ms: m("p99Ms"),
+        };
+      }),
+    ),
   );
   const rows = summary.map((s) => {
-    const async_ = summary.find((x) => x.mode === "async" && x.sessions === s.sessions)!;
+    const async_ = summary.find(
+      (x) => x.mode === "async" && x.sessions === s.sessions && x.thread === s.thread,
+    )!;
     return [
-      `${s.mode} x${s.sessions}`,
+      `${s.mode} ${s.thread} x${s.sessions}`,
       Math.round(s.statementsPerSecond).toLocaleString("en-US"),
+      s.mainUsPerStatement.toFixed(1),
       s.mode === "strict"
         ? `${(s.statementsPerSecond / async_.statementsPerSecond).toFixed(2)}x`
         : "1.00x",
-      Math.round(s.batchesPerSecond).toLocaleString("en-US"),
+      Number.isNaN(s.batchesPerSecond)
+        ? "—"
+        : Math.round(s.batchesPerSecond).toLocaleString("en-US"),
       s.durableBatchesPerSecond > 0
         ? (s.statementsPerSecond / s.durableBatchesPerSecond).toFixed(1)
         : "—",
@@ -203,8 +241,9 @@ async function main(): Promise<void> {
     "\n" +
       table(
         [
-          "audit x sessions",
+          "audit thread x sessions",
           "statements/s",
+          "main µs/st",
           "vs async",
           "commits/s",
           "stmts/sync",
