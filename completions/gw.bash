@@ -6,10 +6,11 @@
 # The subcommands of a command path.
 _gw_subcommands() {
   case "$1" in
-    "") echo "login logout whoami connect ps disconnect sessions replay audit approve approvals broker policy mcp demo completion" ;;
+    "") echo "login logout whoami connect ps disconnect ssh-config sessions replay audit approve approvals broker agent policy mcp demo completion" ;;
     "audit") echo "verify public-key" ;;
     "approvals") echo "list show approve deny watch" ;;
     "broker") echo "start check" ;;
+    "agent") echo "start" ;;
     "policy") echo "test" ;;
     "mcp") echo "config" ;;
   esac
@@ -21,11 +22,12 @@ _gw_options() {
     "login") echo "--broker --ca-file --service-principal --tenant --client-id --client-secret-env --certificate --federated-token-file --json -h --help" ;;
     "logout") echo "--json -h --help" ;;
     "whoami") echo "--broker --ca-file --json -h --help" ;;
-    "connect") echo "-p --port --bind --broker --ca-file --json --agent -d --detach --local-password -h --help" ;;
+    "connect") echo "-p --port --bind --broker --ca-file --json --agent -d --detach --local-password --accept-new-host-key -h --help" ;;
     "ps") echo "--json -h --help" ;;
     "disconnect") echo "-a --all --json -h --help" ;;
+    "ssh-config") echo "--port --host-alias --accept-new-host-key --json --broker --ca-file -h --help" ;;
     "sessions") echo "--connection --user --agent --application --since --until --grep -n --limit --db --broker --ca-file --json -h --help" ;;
-    "replay") echo "--no-tui --json --export --play --db --broker --ca-file -h --help" ;;
+    "replay") echo "--no-tui --json --export --play --channel --db --broker --ca-file -h --help" ;;
     "audit") echo "-h --help" ;;
     "audit verify") echo "--connection --since -n --limit --db --public-key --broker --ca-file --json -h --help" ;;
     "audit public-key") echo "--out --broker --ca-file --json -h --help" ;;
@@ -39,6 +41,8 @@ _gw_options() {
     "broker") echo "-h --help" ;;
     "broker start") echo "-c --config --listen --json -h --help" ;;
     "broker check") echo "-c --config --json -h --help" ;;
+    "agent") echo "-h --help" ;;
+    "agent start") echo "--name --broker --ca-file --allow --allow-any --json -h --help" ;;
     "policy") echo "-h --help" ;;
     "policy test") echo "-c --config --connection --sql --as --type --application --agent --json --exit-code -h --help" ;;
     "mcp") echo "-h --help" ;;
@@ -53,8 +57,9 @@ _gw_value_options() {
     "login") echo "--broker --ca-file --tenant --client-id --client-secret-env --certificate --federated-token-file" ;;
     "whoami") echo "--broker --ca-file" ;;
     "connect") echo "-p --port --bind --broker --ca-file --agent" ;;
+    "ssh-config") echo "--port --host-alias --broker --ca-file" ;;
     "sessions") echo "--connection --user --agent --application --since --until --grep -n --limit --db --broker --ca-file" ;;
-    "replay") echo "--export --db --broker --ca-file" ;;
+    "replay") echo "--export --channel --db --broker --ca-file" ;;
     "audit verify") echo "--connection --since -n --limit --db --public-key --broker --ca-file" ;;
     "audit public-key") echo "--out --broker --ca-file" ;;
     "approve") echo "--broker --ca-file" ;;
@@ -65,6 +70,7 @@ _gw_value_options() {
     "approvals watch") echo "--scope --broker --ca-file" ;;
     "broker start") echo "-c --config --listen" ;;
     "broker check") echo "-c --config" ;;
+    "agent start") echo "--name --broker --ca-file --allow" ;;
     "policy test") echo "-c --config --connection --sql --as --type --application --agent" ;;
     "mcp config") echo "--client --file --name --agent -p --port --database --env --broker --ca-file" ;;
     "demo") echo "-p --port" ;;
@@ -87,6 +93,7 @@ _gw_value_kind() {
     "login|--federated-token-file") echo "file" ;;
     "whoami|--ca-file") echo "file" ;;
     "connect|--ca-file") echo "file" ;;
+    "ssh-config|--ca-file") echo "file" ;;
     "sessions|--connection") echo "connection" ;;
     "sessions|--db") echo "file" ;;
     "sessions|--ca-file") echo "file" ;;
@@ -108,6 +115,7 @@ _gw_value_kind() {
     "broker start|--config") echo "file" ;;
     "broker check|-c") echo "file" ;;
     "broker check|--config") echo "file" ;;
+    "agent start|--ca-file") echo "file" ;;
     "policy test|-c") echo "file" ;;
     "policy test|--config") echo "file" ;;
     "policy test|--connection") echo "connection" ;;

@@ -5,13 +5,15 @@
 function __gw_subcommands
     switch "$argv[1]"
         case ''
-            printf '%s\n' login logout whoami connect ps disconnect sessions replay audit approve approvals broker policy mcp demo completion
+            printf '%s\n' login logout whoami connect ps disconnect ssh-config sessions replay audit approve approvals broker agent policy mcp demo completion
         case 'audit'
             printf '%s\n' verify public-key
         case 'approvals'
             printf '%s\n' list show approve deny watch
         case 'broker'
             printf '%s\n' start check
+        case 'agent'
+            printf '%s\n' start
         case 'policy'
             printf '%s\n' test
         case 'mcp'
@@ -27,10 +29,12 @@ function __gw_value_options
             printf '%s\n' --broker --ca-file
         case 'connect'
             printf '%s\n' -p --port --bind --broker --ca-file --agent
+        case 'ssh-config'
+            printf '%s\n' --port --host-alias --broker --ca-file
         case 'sessions'
             printf '%s\n' --connection --user --agent --application --since --until --grep -n --limit --db --broker --ca-file
         case 'replay'
-            printf '%s\n' --export --db --broker --ca-file
+            printf '%s\n' --export --channel --db --broker --ca-file
         case 'audit verify'
             printf '%s\n' --connection --since -n --limit --db --public-key --broker --ca-file
         case 'audit public-key'
@@ -51,6 +55,8 @@ function __gw_value_options
             printf '%s\n' -c --config --listen
         case 'broker check'
             printf '%s\n' -c --config
+        case 'agent start'
+            printf '%s\n' --name --broker --ca-file --allow
         case 'policy test'
             printf '%s\n' -c --config --connection --sql --as --type --application --agent
         case 'mcp config'
@@ -94,12 +100,14 @@ complete -c gw -n '__gw_at \'\'' -a 'whoami' -d 'Show who you are signed in as, 
 complete -c gw -n '__gw_at \'\'' -a 'connect' -d 'Open a local port tunnelled through the broker to a connection'
 complete -c gw -n '__gw_at \'\'' -a 'ps' -d 'List the tunnels running in the background (gw connect --detach)'
 complete -c gw -n '__gw_at \'\'' -a 'disconnect' -d 'Stop tunnels running in the background (gw connect --detach)'
+complete -c gw -n '__gw_at \'\'' -a 'ssh-config' -d 'Print a ~/.ssh/config stanza for an ssh connection, with the broker\'s host ke...'
 complete -c gw -n '__gw_at \'\'' -a 'sessions' -d 'List and search recorded sessions (auditors see all, others their own), or sh...'
-complete -c gw -n '__gw_at \'\'' -a 'replay' -d 'Replay a recorded session: its statements one by one, with timing, decisions ...'
+complete -c gw -n '__gw_at \'\'' -a 'replay' -d 'Replay a recorded session: SQL statements with their results, an ssh terminal...'
 complete -c gw -n '__gw_at \'\'' -a 'audit' -d 'Check recorded sessions for tampering, and get the broker\'s audit key'
 complete -c gw -n '__gw_at \'\'' -a 'approve' -d 'Review held statements live and approve or deny them (full-screen)'
 complete -c gw -n '__gw_at \'\'' -a 'approvals' -d 'List, show, approve, deny and watch statements held for approval (scriptable)'
 complete -c gw -n '__gw_at \'\'' -a 'broker' -d 'Run and check a gw broker'
+complete -c gw -n '__gw_at \'\'' -a 'agent' -d 'Run an outbound agent that relays the broker\'s sessions into a private network'
 complete -c gw -n '__gw_at \'\'' -a 'policy' -d 'Check statements against the broker\'s policies, offline'
 complete -c gw -n '__gw_at \'\'' -a 'mcp' -d 'Point AI agents\' MCP servers at a gw tunnel'
 complete -c gw -n '__gw_at \'\'' -a 'demo' -d 'Run everything on this machine: an identity server, a broker and a database f...'
@@ -124,12 +132,13 @@ complete -c gw -n '__gw_at \'whoami\'' -l json -d 'print JSON'
 complete -c gw -n '__gw_at \'whoami\'' -s h -l help -d 'show help'
 complete -c gw -n '__gw_at \'connect\'' -s p -l port -x -d 'local port (default: remembered per connection; 0 = any free port)'
 complete -c gw -n '__gw_at \'connect\'' -l bind -x -d 'local address to listen on'
-complete -c gw -n '__gw_at \'connect\'' -l broker -x -d 'broker URL (or GW_BROKER)'
+complete -c gw -n '__gw_at \'connect\'' -l broker -x -d 'broker URL (or GW_BROKER); a broker\'s replicas: repeat it, or separate URLs w...'
 complete -c gw -n '__gw_at \'connect\'' -l ca-file -r -F -d 'PEM file of a private CA that signed the broker\'s certificate (or GW_CA_FILE)'
 complete -c gw -n '__gw_at \'connect\'' -l json -d 'print one JSON object describing the tunnel, then keep running'
 complete -c gw -n '__gw_at \'connect\'' -l agent -x -d 'label this tunnel\'s sessions as an AI agent\'s (e.g. the MCP server\'s name)'
 complete -c gw -n '__gw_at \'connect\'' -s d -l detach -d 'run in the background (survives the terminal; see gw ps, stop with gw disconn...'
 complete -c gw -n '__gw_at \'connect\'' -l local-password -d 'local clients must give a random per-tunnel password (for shared machines)'
+complete -c gw -n '__gw_at \'connect\'' -l accept-new-host-key -d 'ssh connections: accept a broker SSH host key that differs from the pinned one'
 complete -c gw -n '__gw_at \'connect\'' -s h -l help -d 'show help'
 complete -c gw -n '__gw_at \'connect\'' -a '(gw __complete connections 2>/dev/null)'
 complete -c gw -n '__gw_at \'ps\'' -l json -d 'print JSON'
@@ -138,6 +147,13 @@ complete -c gw -n '__gw_at \'disconnect\'' -s a -l all -d 'stop every background
 complete -c gw -n '__gw_at \'disconnect\'' -l json -d 'print what was stopped as JSON'
 complete -c gw -n '__gw_at \'disconnect\'' -s h -l help -d 'show help'
 complete -c gw -n '__gw_at \'disconnect\'' -a '(gw __complete tunnels 2>/dev/null)'
+complete -c gw -n '__gw_at \'ssh-config\'' -l port -x -d 'the tunnel\'s local port (default: the one gw connect remembers)'
+complete -c gw -n '__gw_at \'ssh-config\'' -l host-alias -x -d 'the Host name in the stanza (default: the connection name)'
+complete -c gw -n '__gw_at \'ssh-config\'' -l accept-new-host-key -d 'accept a broker host key that differs from the pinned one'
+complete -c gw -n '__gw_at \'ssh-config\'' -l json -d 'print the stanza\'s parts as JSON'
+complete -c gw -n '__gw_at \'ssh-config\'' -l broker -x -d 'broker URL (or GW_BROKER)'
+complete -c gw -n '__gw_at \'ssh-config\'' -l ca-file -r -F -d 'PEM file of a private CA (or GW_CA_FILE)'
+complete -c gw -n '__gw_at \'ssh-config\'' -s h -l help -d 'show help'
 complete -c gw -n '__gw_at \'sessions\'' -l connection -xa '(gw __complete connections 2>/dev/null)' -d 'only sessions of this connection'
 complete -c gw -n '__gw_at \'sessions\'' -l user -x -d 'only sessions of this identity: oid, upn, name, or the upn before @'
 complete -c gw -n '__gw_at \'sessions\'' -l agent -x -d 'only sessions with this agent label'
@@ -151,10 +167,11 @@ complete -c gw -n '__gw_at \'sessions\'' -l broker -x -d 'broker URL (or GW_BROK
 complete -c gw -n '__gw_at \'sessions\'' -l ca-file -r -F -d 'PEM file of a private CA (or GW_CA_FILE)'
 complete -c gw -n '__gw_at \'sessions\'' -l json -d 'print JSON'
 complete -c gw -n '__gw_at \'sessions\'' -s h -l help -d 'show help'
-complete -c gw -n '__gw_at \'replay\'' -l no-tui -d 'print a plain transcript (psql-like) instead of the player'
+complete -c gw -n '__gw_at \'replay\'' -l no-tui -d 'print text instead of the player: a psql-like transcript; ssh: final screens ...'
 complete -c gw -n '__gw_at \'replay\'' -l json -d 'print the session, its events and statements as JSON'
 complete -c gw -n '__gw_at \'replay\'' -l export -x -d 'write the session to a file: asciicast FILE'
 complete -c gw -n '__gw_at \'replay\'' -l play -d 'start playing at once'
+complete -c gw -n '__gw_at \'replay\'' -l channel -x -d 'ssh: the channel to show or export (default: the first shell)'
 complete -c gw -n '__gw_at \'replay\'' -l db -r -F -d 'read a copy of the broker\'s SQLite file instead of asking the broker'
 complete -c gw -n '__gw_at \'replay\'' -l broker -x -d 'broker URL (or GW_BROKER)'
 complete -c gw -n '__gw_at \'replay\'' -l ca-file -r -F -d 'PEM file of a private CA (or GW_CA_FILE)'
@@ -221,6 +238,15 @@ complete -c gw -n '__gw_at \'broker start\'' -s h -l help -d 'show help'
 complete -c gw -n '__gw_at \'broker check\'' -s c -l config -r -F -d 'broker config (YAML)'
 complete -c gw -n '__gw_at \'broker check\'' -l json -d 'print the result as JSON'
 complete -c gw -n '__gw_at \'broker check\'' -s h -l help -d 'show help'
+complete -c gw -n '__gw_at \'agent\'' -a 'start' -d 'Dial out to the broker and relay sessions\' bytes to targets in this network (...'
+complete -c gw -n '__gw_at \'agent\'' -s h -l help -d 'show help'
+complete -c gw -n '__gw_at \'agent start\'' -l name -x -d 'the agent\'s name: a key of the broker config\'s agents'
+complete -c gw -n '__gw_at \'agent start\'' -l broker -x -d 'broker URL (or GW_BROKER); several, comma-separated, for replicas: the agent ...'
+complete -c gw -n '__gw_at \'agent start\'' -l ca-file -r -F -d 'PEM file of a private CA that signed the broker\'s certificate (or GW_CA_FILE)'
+complete -c gw -n '__gw_at \'agent start\'' -l allow -x -d 'a target the agent may dial, exactly as the broker\'s config names it (repeata...'
+complete -c gw -n '__gw_at \'agent start\'' -l allow-any -d 'dial whatever the broker asks for (instead of --allow)'
+complete -c gw -n '__gw_at \'agent start\'' -l json -d 'log one JSON object per line on stdout'
+complete -c gw -n '__gw_at \'agent start\'' -s h -l help -d 'show help'
 complete -c gw -n '__gw_at \'policy\'' -a 'test' -d 'Show what a connection\'s policy decides for a SQL text, why, and how the SQL ...'
 complete -c gw -n '__gw_at \'policy\'' -s h -l help -d 'show help'
 complete -c gw -n '__gw_at \'policy test\'' -s c -l config -r -F -d 'broker config (YAML)'
