@@ -18,6 +18,7 @@ import {
   type InProcessReplica,
   type ReplicaStack,
 } from "../helpers/replicas.js";
+import { runGw } from "../helpers/cli.js";
 import { GROUP_AUDIT, tunnelUrl } from "../helpers/stack.js";
 
 const POLICY = {
@@ -108,6 +109,23 @@ describe("broker replicas sharing a PostgreSQL store", () => {
         const req = await pendingOnB("DELETE FROM t");
         const other = (await store.listReplicas()).find((r) => r.id !== b.broker.brokerId)!;
         expect(req.brokerId).toBe(other.id);
+        if (i === 0) {
+          // What gw approve and gw approvals read, through the real CLI, on B.
+          const listed = await runGw(
+            [
+              "approvals",
+              "list",
+              "--json",
+              "--broker",
+              b.broker.url.replace("127.0.0.1", "localhost"),
+              "--ca-file",
+              stack.ca.caCert,
+            ],
+            { env: { GW_TOKEN: stack.tokens.auditor } },
+          );
+          expect(listed.code, listed.stderr).toBe(0);
+          expect(listed.stdout).toContain(req.id);
+        }
         const t0 = performance.now();
         const approved = await stack.api(
           b.broker.url,

@@ -176,6 +176,48 @@ describe("an interactive shell in a terminal", () => {
       identity: { name: "Dana DBA" },
       endReason: "client_closed",
     });
+
+    // The auditor's way: gw replay exports it, and the real asciinema plays it.
+    const castDir = mkdtempSync(join(tmpdir(), "gw-e2e-cast-"));
+    try {
+      const file = join(castDir, "shell.cast");
+      const exported = await runGw(
+        [
+          "replay",
+          id,
+          "--export",
+          "asciicast",
+          file,
+          "--broker",
+          stack.broker.url,
+          "--ca-file",
+          stack.ca.caCert,
+        ],
+        { env: { GW_TOKEN: stack.tokens.auditor } },
+      );
+      expect(exported.code, exported.stderr).toBe(0);
+      // asciinema wants a terminal: script(1) gives it one.
+      const played = await run(
+        "script",
+        ["-q", "-e", "-c", `asciinema cat '${file}'`, "/dev/null"],
+        {
+          env: { ...process.env, LC_ALL: "C.UTF-8", LANG: "C.UTF-8" },
+        },
+      );
+      expect(played.code, played.stderr).toBe(0);
+      expect(played.stdout).toContain(`hello-42 from ${sshd.user}`);
+      expect(played.stdout).toContain("size-b: 40 120 cols-b: 120");
+      expect(played.stdout).not.toContain("ops@example.com");
+      // And --no-tui prints the final screen and the event log.
+      const transcript = await runGw(
+        ["replay", id, "--no-tui", "--broker", stack.broker.url, "--ca-file", stack.ca.caCert],
+        { env: { GW_TOKEN: stack.tokens.auditor } },
+      );
+      expect(transcript.code, transcript.stderr).toBe(0);
+      expect(transcript.stdout).toContain("size-b: 40 120 cols-b: 120");
+    } finally {
+      rmSync(castDir, { recursive: true, force: true });
+    }
   });
 });
 
