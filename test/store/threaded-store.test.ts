@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { storeThreadFor } from "../../src/store/open-store.js";
 import { ThreadedStore } from "../../src/store/threaded-store.js";
 import type { SessionStore } from "../../src/store/types.js";
 import { rejectionCode, runStoreSuite, sessionRecord } from "./store-suite.js";
@@ -67,3 +68,12 @@ describe.skipIf(!built)(
     });
   },
 );
+
+describe("where a broker's SQLite store runs", () => {
+  it("on a worker when a connection records with audit: strict (fsyncs), else on the same thread", () => {
+    expect(storeThreadFor({ connections: { a: { audit: "async" }, b: {} } })).toBe("same");
+    expect(storeThreadFor({ connections: { a: { audit: "async" }, b: { audit: "strict" } } })).toBe(
+      "worker",
+    );
+  });
+});

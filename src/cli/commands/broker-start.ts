@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { loadConfig } from "../../config/load.js";
 import { Broker } from "../../broker/broker.js";
-import { openStore } from "../../store/open-store.js";
+import { openStore, storeThreadFor } from "../../store/open-store.js";
 import { ExitCode, GwError } from "../../errors.js";
 import { info, printJson } from "../output.js";
 
@@ -30,7 +30,7 @@ export function registerBrokerStart(broker: Command): void {
           });
         listen = { host: m[1]!.replace(/^\[|\]$/g, ""), port: Number(m[2]) };
       }
-      const store = await openStore(config.store);
+      const store = await openStore(config.store, { thread: storeThreadFor(config) });
       const broker = await Broker.start({ config, store, ...(listen ? { listen } : {}) }).catch(
         async (err: NodeJS.ErrnoException) => {
           await store.close();
