@@ -78,6 +78,22 @@ function crossChecks(cfg: BrokerConfig): ConfigProblem[] {
       message: `plain HTTP is only allowed on loopback, but listen is ${cfg.listen}; add tls: { cert, key }`,
     });
   }
+  // Replicas share a store; each would make its own key, and clients pinning one would
+  // refuse the others (ssh) or seals would not verify after a restart (audit).
+  if ("postgres" in cfg.store) {
+    if (!cfg.signingKey)
+      problems.push({
+        path: "signingKey",
+        message:
+          "store.postgres needs signingKey.file: every broker replica must sign with the same audit key",
+      });
+    if (!cfg.sshHostKey && Object.values(cfg.connections).some((c) => c.type === "ssh"))
+      problems.push({
+        path: "sshHostKey",
+        message:
+          "store.postgres with ssh connections needs sshHostKey.file: every broker replica must present the same ssh host key",
+      });
+  }
   const policyNames = Object.keys(cfg.policies);
   for (const [name, conn] of Object.entries(cfg.connections)) {
     // ssh and http policies are written inline; postgres and tcp name one.
@@ -112,6 +128,10 @@ function resolvePaths(cfg: BrokerConfig, baseDir: string): BrokerConfig {
     cfg.store = { sqlite: abs(cfg.store.sqlite) };
   const ref = <T extends SecretRef | undefined>(r: T): T =>
     (r && "file" in r ? { file: abs(r.file) } : r) as T;
+  if ("postgres" in cfg.store && typeof cfg.store.postgres !== "string")
+    cfg.store = { ...cfg.store, postgres: ref(cfg.store.postgres) };
+  if (cfg.signingKey) cfg.signingKey = { file: abs(cfg.signingKey.file) };
+  if (cfg.sshHostKey) cfg.sshHostKey = { file: abs(cfg.sshHostKey.file) };
   for (const conn of Object.values(cfg.connections)) {
     switch (conn.type) {
       case "postgres":

@@ -49,3 +49,34 @@ describe("store.postgres", () => {
     }
   });
 });
+
+describe("what replicas must share", () => {
+  it("the audit signing key, and with ssh connections the ssh host key", () => {
+    const shared = `
+identity: { issuer: "https://login.example.com/t/v2.0", audience: "api://gw" }
+store: { postgres: { env: GW_STORE_URL } }
+connections:
+  box:
+    type: ssh
+    target: { host: h, user: u, password: { env: X }, knownHosts: /kh }
+    allow: ["group:x"]
+`;
+    expect(problems(shared)).toEqual([
+      {
+        path: "signingKey",
+        message:
+          "store.postgres needs signingKey.file: every broker replica must sign with the same audit key",
+      },
+      {
+        path: "sshHostKey",
+        message:
+          "store.postgres with ssh connections needs sshHostKey.file: every broker replica must present the same ssh host key",
+      },
+    ]);
+    const ok = parseConfig(
+      shared +
+        "signingKey: { file: /etc/gw/audit.pem }\nsshHostKey: { file: /etc/gw/ssh_host_key }\n",
+    );
+    expect(ok.sshHostKey).toEqual({ file: "/etc/gw/ssh_host_key" });
+  });
+});
