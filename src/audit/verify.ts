@@ -242,7 +242,7 @@ export function verifySession(input: VerifyInput): VerifyResult {
     if (!seal) status = "unsealed";
   } else if (seal) {
     status = "intact";
-    summary = `intact: ${events} event${events === 1 ? "" : "s"}, signed by key ${seal.keyId}${seal.recovered ? " (sealed at the next broker start)" : ""}`;
+    summary = `intact: ${events} event${events === 1 ? "" : "s"}, signed by key ${seal.keyId}${seal.recovered ? (session.endReason === "broker_lost" ? " (sealed by another replica: its broker was lost)" : " (sealed at the next broker start)") : ""}`;
   } else if (session.endedAt === null) {
     status = "open";
     summary = `open: ${events} event${events === 1 ? "" : "s"} so far, chain intact (signed when the session ends)`;

@@ -51,6 +51,7 @@ describe("sessions of a lost broker replica", () => {
       expect(s.seal).toMatchObject({ keyId: signer.keyId, recovered: true, eventCount: 2 });
       const r = await verifySessionIn(store, s, createPublicKey(signer.publicKeyPem));
       expect(r.status).toBe("intact");
+      expect(r.summary).toContain("(sealed by another replica: its broker was lost)");
     }
     const live = (await store.getSession("s-live"))!;
     expect(live.endedAt).toBeNull();
