@@ -10,22 +10,15 @@ import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { randomUUID } from "node:crypto";
 import { WebSocketServer, type WebSocket } from "ws";
-import type { BrokerConfig, ConnectionConfig, PostgresConnectionConfig } from "../config/schema.js";
+import type { BrokerConfig, ConnectionConfig } from "../config/schema.js";
 import type { SecretRef } from "../config/refs.js";
 import { readSecret } from "../config/secrets.js";
-import { isGwError } from "../errors.js";
 import { isAllowed, type Identity } from "../identity/principal.js";
 import { AuthError, TokenVerifier } from "../identity/verify-token.js";
-import { CancelRegistry } from "../protocols/postgres/cancel-registry.js";
-import { SqlState } from "../protocols/postgres/codes.js";
-import { PgWireError } from "../protocols/postgres/pg-wire-error.js";
-import { PostgresSession, signInExpiredError } from "../protocols/postgres/session.js";
-import type { UpstreamTarget } from "../protocols/postgres/upstream.js";
 import type { Dial } from "../net/dial.js";
 import type { SessionStore } from "../store/types.js";
 import { ApiError, clientAddress, refuseUpgrade, sendError, sendJson } from "./http-util.js";
 import { createLogger, redact, type Logger } from "./logger.js";
-import { recordingHooks } from "./recorder.js";
 import { WsChannel } from "./ws-channel.js";
 import { SessionValidity } from "./session-validity.js";
 import { VERSION } from "../version.js";
@@ -34,20 +27,12 @@ import { handleApprovalsRequest } from "./approvals-api.js";
 import { createNotifier, type Notifier } from "../notify/index.js";
 import { AuditService } from "../audit/service.js";
 import { handleAuditRequest } from "./audit-api.js";
-import {
-  compileConnectionPolicy,
-  initPolicyParser,
-  sharedClassifier,
-  type CompiledPolicy,
-} from "../policy/index.js";
-import { compileMaskingProfile, type MaskingProfile } from "../policy/masking/index.js";
-import { CatalogCache } from "../protocols/postgres/catalog.js";
-import { ResultMasking } from "../protocols/postgres/result-masking.js";
-import { BrokerSessionPolicy } from "./session-policy.js";
+import { initPolicyParser } from "../policy/index.js";
 import { Replicas, type ReplicaTimings } from "./replicas.js";
 import { replicaRegistryOf } from "../store/replica-registry.js";
 import { AgentHub, viaOf } from "./agent-hub.js";
-import { ProtocolSessions, type RunningSession } from "./protocol-sessions.js";
+import { PostgresSessions } from "./postgres-sessions.js";
+import { ProtocolSessions, type RunningSession, type SessionContext } from "./protocol-sessions.js";
 
 export interface BrokerOptions {
   config: BrokerConfig;
@@ -88,7 +73,6 @@ export class Broker {
   private readonly server: Server;
   private readonly wss: WebSocketServer;
   private readonly verifier: TokenVerifier;
-  private readonly cancels = new CancelRegistry();
   private readonly live = new Map<string, LiveSession>();
   private readonly log: Logger;
   private closing = false;
@@ -102,13 +86,10 @@ export class Broker {
   private replicas: Replicas | null = null;
   /** Outbound agents' control channels, and the streams to targets behind them (docs/agent.md). */
   readonly agents: AgentHub;
-  /** Per connection, compiled once: its policy, masking profile and catalog cache. */
+  /** PostgreSQL sessions: their policies, masking, cancel keys and recording. */
+  private readonly postgres: PostgresSessions;
   /** ssh, http and tcp sessions: their policies, host key and recording. */
   readonly protocols: ProtocolSessions;
-  private readonly policies = new Map<
-    string,
-    { policy: CompiledPolicy | null; mask: MaskingProfile | null; catalog: CatalogCache | null }
-  >();
 
   private constructor(private readonly opts: BrokerOptions) {
     const cfg = opts.config;
@@ -133,6 +114,13 @@ export class Broker {
       config: cfg,
       verify: (token) => this.verifier.verify(token),
       log: this.log.child({ component: "agents" }),
+    });
+    this.postgres = new PostgresSessions({
+      config: cfg,
+      store: opts.store,
+      audit: this.audit,
+      approvals: this.approvals,
+      dial: (name, conn, timeoutMs) => this.agentDial(name, conn, timeoutMs),
     });
     this.protocols = new ProtocolSessions({
       config: cfg,
@@ -446,6 +434,12 @@ export class Broker {
     );
   }
 
+  /**
+   * One WebSocket becomes one session of the connection's type. Every type lives as long as
+   * its identity's sign-in does (fresh tokens extend it), and ends for that either on the
+   * validity timer or, when client data comes in first, in the session itself: the tunnel is
+   * told either way.
+   */
   private startSession(
     ws: WebSocket,
     req: IncomingMessage,
@@ -456,138 +450,6 @@ export class Broker {
     const id = randomUUID();
     const log = this.log.child({ session: id, connection: name, oid: identity.oid });
     const channel = new WsChannel(ws, clientAddress(req));
-    if (conn.type !== "postgres") {
-      this.startProtocolSession(ws, req, { id, name, conn, identity, channel, log });
-      return;
-    }
-    let target: UpstreamTarget;
-    let policing: ReturnType<Broker["policyOf"]>;
-    try {
-      target = this.targetOf(name, conn);
-      policing = this.policyOf(name, conn);
-    } catch (err) {
-      log.log("error", "connection misconfigured", {
-        error: isGwError(err) ? err.message : String(err),
-      });
-      channel.send(
-        new PgWireError(
-          SqlState.connectionFailure,
-          `gw: the broker cannot open ${name}: it is misconfigured`,
-          {
-            hint: "Tell the broker's operators; the broker log says what is wrong.",
-          },
-        ).toBuffer(),
-      );
-      channel.close();
-      return;
-    }
-    // The session lives as long as its identity's sign-in does; fresh tokens extend it. It
-    // ends for that either on the validity timer or, when client data comes in first (between
-    // the expiry and the timer), in the session itself: the tunnel is told either way.
-    let expiryAnnounced = false;
-    const announceExpiry = () => {
-      if (expiryAnnounced) return;
-      expiryAnnounced = true;
-      log.log("info", "sign-in expired; ending the session");
-      channel.sendControl({ type: "sign_in_expired" });
-    };
-    const validity = new SessionValidity(
-      identity,
-      this.opts.config.identity.expiryGraceSeconds * 1000,
-      () => {
-        announceExpiry();
-        session.terminate("auth_expired", signInExpiredError());
-      },
-    );
-    const { policy: compiled, mask, catalog } = policing;
-    const recent: string[] = [];
-    const agentLabel = new URL(req.url ?? "/", "http://x").searchParams.get("agent");
-    const sessionPolicy = compiled
-      ? new BrokerSessionPolicy({
-          policy: compiled,
-          classifier: sharedClassifier(),
-          approvals: this.approvals,
-          identity,
-          sessionId: id,
-          connection: name,
-          agentLabel,
-          log,
-          recentStatements: () => recent.slice(),
-          announce: (event) => channel.sendControl(event),
-        })
-      : undefined;
-    const hooks = recordingHooks({
-      store: this.opts.store,
-      sessionId: id,
-      identity,
-      connection: name,
-      clientAddress: channel.remoteAddress,
-      log,
-      onStarted: () => channel.sendControl({ type: "session", id }),
-      agentLabel,
-      audit: this.audit,
-    });
-    const onStatement = hooks.onStatement.bind(hooks);
-    hooks.onStatement = (st) => {
-      recent.push(st.sql);
-      if (recent.length > 5) recent.shift();
-      return onStatement(st);
-    };
-    const session = new PostgresSession(channel, {
-      target,
-      ...(sessionPolicy ? { policy: sessionPolicy } : {}),
-      ...(mask ? { masking: new ResultMasking(mask, catalog) } : {}),
-      signInExpired: () => {
-        if (!validity.expired) return false;
-        announceExpiry(); // the session terminates right after, with the error
-        return true;
-      },
-      ownerOid: identity.oid,
-      maxMessageBytes: this.opts.config.limits.maxMessageBytes,
-      maxStartupBytes: this.opts.config.limits.maxStartupBytes,
-      cancels: this.cancels,
-      hooks,
-    });
-    this.live.set(id, {
-      id,
-      identity,
-      connection: name,
-      channel,
-      shutdown: () =>
-        session.terminate(
-          "broker_shutdown",
-          new PgWireError(
-            SqlState.adminShutdown,
-            "gw: the broker is shutting down; reconnect in a moment",
-          ),
-        ),
-    });
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
-      if (isBinary) session.onClientData(data);
-      else this.onControl(data, validity, channel, log);
-    });
-    ws.on("close", () => {
-      validity.stop();
-      this.live.delete(id);
-      session.onClientClosed();
-    });
-    ws.on("error", (err) => log.log("warn", "tunnel stream error", { error: err.message }));
-  }
-
-  /** An ssh, http or tcp session: the same identity, validity and control frames as postgres. */
-  private startProtocolSession(
-    ws: WebSocket,
-    req: IncomingMessage,
-    s: {
-      id: string;
-      name: string;
-      conn: Exclude<ConnectionConfig, PostgresConnectionConfig>;
-      identity: Identity;
-      channel: WsChannel;
-      log: Logger;
-    },
-  ): void {
-    const { id, channel, log } = s;
     let expiryAnnounced = false;
     const announceExpiry = () => {
       if (expiryAnnounced) return;
@@ -597,50 +459,38 @@ export class Broker {
     };
     let session: RunningSession | null = null;
     const validity = new SessionValidity(
-      s.identity,
+      identity,
       this.opts.config.identity.expiryGraceSeconds * 1000,
       () => {
         announceExpiry();
         session?.expire();
       },
     );
-    try {
-      session = this.protocols.start(
-        {
-          id,
-          name: s.name,
-          identity: s.identity,
-          channel,
-          log,
-          agentLabel: new URL(req.url ?? "/", "http://x").searchParams.get("agent"),
-          signInExpired: () => {
-            if (!validity.expired) return false;
-            announceExpiry();
-            return true;
-          },
-          control: (event: Record<string, unknown>) => channel.sendControl(event),
-        },
-        s.conn,
-      );
-    } catch (err) {
-      // A secret or key that cannot be read: the client hears it is misconfigured, no more.
+    const ctx: SessionContext = {
+      id,
+      name,
+      identity,
+      channel,
+      log,
+      agentLabel: new URL(req.url ?? "/", "http://x").searchParams.get("agent"),
+      signInExpired: () => {
+        if (!validity.expired) return false;
+        announceExpiry(); // the session ends right after
+        return true;
+      },
+      control: (event) => channel.sendControl(event),
+    };
+    session =
+      conn.type === "postgres" ? this.postgres.start(ctx, conn) : this.protocols.start(ctx, conn);
+    if (session === null) {
       validity.stop();
-      log.log("error", "connection misconfigured", {
-        error: isGwError(err) || err instanceof Error ? err.message : String(err),
-      });
-      channel.sendControl({
-        type: "error",
-        message: `gw: the broker cannot open ${s.name}: it is misconfigured; tell the broker's operators`,
-      });
-      channel.close();
       return;
     }
-    if (session === null) return;
-    const running: RunningSession = session;
+    const running = session;
     this.live.set(id, {
       id,
-      identity: s.identity,
-      connection: s.name,
+      identity,
+      connection: name,
       channel,
       shutdown: () => running.shutdown(),
     });
@@ -691,55 +541,6 @@ export class Broker {
         channel.sendControl({ type: "token_rejected", code: e.code, message: e.message });
       },
     );
-  }
-
-  private policyOf(
-    name: string,
-    conn: PostgresConnectionConfig,
-  ): { policy: CompiledPolicy | null; mask: MaskingProfile | null; catalog: CatalogCache | null } {
-    let entry = this.policies.get(name);
-    if (!entry) {
-      const cfg = this.opts.config;
-      const hasPolicy = conn.policy !== undefined || conn.readOnly;
-      const policy = hasPolicy ? compileConnectionPolicy(cfg, name) : null;
-      let mask: MaskingProfile | null = null;
-      if (policy?.mask) {
-        const m = policy.mask;
-        mask = compileMaskingProfile({
-          columns: m.columns,
-          detectors: m.detectors,
-          strategy: m.strategy,
-          ...(m.hashKey
-            ? { hashKey: readSecret(m.hashKey, `policies.${conn.policy}.mask.hashKey`) }
-            : {}),
-        });
-        if (!mask.enabled) mask = null;
-      }
-      const catalog = mask?.hasColumnRules
-        ? new CatalogCache(() => this.targetOf(name, conn))
-        : null;
-      entry = { policy, mask, catalog };
-      this.policies.set(name, entry);
-    }
-    return entry;
-  }
-
-  private targetOf(name: string, conn: PostgresConnectionConfig): UpstreamTarget {
-    const t = conn.target;
-    return {
-      name,
-      host: t.host,
-      port: t.port,
-      database: t.database,
-      user: t.user,
-      password: t.password
-        ? readSecret(t.password, `connections.${name}.target.password`)
-        : undefined,
-      tls: t.tls,
-      ca: t.ca,
-      connectTimeoutMs: t.connectTimeout * 1000,
-      dial: this.agentDial(name, conn, t.connectTimeout * 1000),
-    };
   }
 
   /** For a connection with `via: <agent>`: its target's bytes go through that agent. */

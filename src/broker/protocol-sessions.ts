@@ -54,7 +54,7 @@ const EXPIRED = "gw: your sign-in expired; run `gw login`";
 
 /**
  * Starts the ssh, http and tcp sessions: their targets, compiled policies (once per
- * connection), the broker's ssh host key, and their recording. Postgres stays in broker.ts.
+ * connection), the broker's ssh host key, and their recording (postgres: postgres-sessions.ts).
  */
 export class ProtocolSessions {
   private readonly ssh = new Map<string, CompiledSshPolicy>();
@@ -89,17 +89,31 @@ export class ProtocolSessions {
     return this.hostKeyCache;
   }
 
+  /** The session, or null when the connection is misconfigured (the client has been told). */
   start(
     ctx: SessionContext,
     conn: SshConnectionConfig | HttpConnectionConfig | TcpConnectionConfig,
-  ): RunningSession {
-    switch (conn.type) {
-      case "ssh":
-        return this.startSsh(ctx, conn);
-      case "http":
-        return this.startHttp(ctx, conn);
-      case "tcp":
-        return this.startTcp(ctx, conn);
+  ): RunningSession | null {
+    try {
+      switch (conn.type) {
+        case "ssh":
+          return this.startSsh(ctx, conn);
+        case "http":
+          return this.startHttp(ctx, conn);
+        case "tcp":
+          return this.startTcp(ctx, conn);
+      }
+    } catch (err) {
+      // A secret or key that cannot be read: the client hears it is misconfigured, no more.
+      ctx.log.log("error", "connection misconfigured", {
+        error: err instanceof Error ? err.message : String(err),
+      });
+      ctx.control({
+        type: "error",
+        message: `gw: the broker cannot open ${ctx.name}: it is misconfigured; tell the broker's operators`,
+      });
+      ctx.channel.close();
+      return null;
     }
   }
 
