@@ -19,6 +19,7 @@ import {
   loadOrCreateHostKey,
   type BrokerHostKey,
 } from "../../../src/protocols/ssh/host-key.js";
+import { KnownHosts } from "../../../src/protocols/ssh/known-hosts.js";
 import type { SshCommandPolicy } from "../../../src/protocols/ssh/policy.js";
 import {
   SshSession,
@@ -628,6 +629,50 @@ describe("forwarding", () => {
 });
 
 describe("the target side", () => {
+  test("a target reached through a dial (an outbound agent's stream) works like a direct one", async () => {
+    const dialled: string[] = [];
+    const viaDial = await harness({
+      target: {
+        host: "box.private",
+        dial: async (host, port) => {
+          dialled.push(`${host}:${port}`);
+          // What the agent would do in the target's network; the name is the broker's.
+          const sock = connect({ host: "127.0.0.1", port: sshd.port });
+          await new Promise<void>((resolve, reject) => {
+            sock.once("connect", resolve);
+            sock.once("error", reject);
+          });
+          return sock;
+        },
+        knownHosts: new KnownHosts(`[box.private]:${sshd.port} ${sshd.hostPublicKey}\n`, "test"),
+        port: sshd.port,
+      },
+    });
+    const kh = join(work, "kh-dial");
+    writeFileSync(kh, brokerKnownHostsLine(hostKey, "127.0.0.1", viaDial.port) + "\n");
+    const r = await ssh(viaDial.port, ["echo through the dial; exit 4"], undefined, kh);
+    expect(r.stdout).toBe("through the dial\n");
+    expect(r.code).toBe(4);
+    expect(dialled).toEqual([`box.private:${sshd.port}`]);
+
+    const refused = await harness({
+      target: {
+        dial: () =>
+          Promise.reject(
+            new Error(
+              "gw: connection box goes through agent edge, which is not connected to this broker",
+            ),
+          ),
+      },
+    });
+    const kh2 = join(work, "kh-dial-refused");
+    writeFileSync(kh2, brokerKnownHostsLine(hostKey, "127.0.0.1", refused.port) + "\n");
+    const bad = await ssh(refused.port, ["echo never"], undefined, kh2);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stdout).toBe("");
+    expect(bad.stderr).toContain("which is not connected to this broker");
+  });
+
   test("password and passphrase-protected keys sign in too", async () => {
     const pw = await harness({ target: { privateKey: undefined, password: sshd.password } });
     const khPw = join(work, "kh-pw");
