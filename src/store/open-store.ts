@@ -9,8 +9,8 @@ import type { SessionStore } from "./types.js";
 /**
  * Where a broker's SQLite store runs, measured (bench/audit.ts, npm run bench): with
  * audit: strict, every statement waits for an fsync, which on the relaying thread stalls every
- * session (2,910 µs of that thread per statement, one session) and on a worker does not
- * (230 µs). With only async connections, the messages to a worker cost more than the SQLite
+ * session (358 µs of that thread per statement with one session, idle machine; 2,910 µs on a
+ * loaded one) and on a worker does not (136 µs; 230 µs loaded). With only async connections, the messages to a worker cost more than the SQLite
  * work they move (pgbench -S -c 8 through gw: 3,900 TPS with the worker, 5,300 without).
  */
 export function storeThreadFor(config: {
