@@ -9,6 +9,7 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
+import { SqliteCheckpointer } from "./sqlite-checkpointer.js";
 import {
   approvalDuplicate,
   approvalExpired,
@@ -199,6 +200,7 @@ export class SqliteStore implements SessionStore {
   private timer: NodeJS.Immediate | undefined;
   private windowTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private checkpointer: SqliteCheckpointer | null = null;
   private readonly counters: SqliteStoreStats = {
     writes: 0,
     batches: 0,
@@ -259,7 +261,9 @@ export class SqliteStore implements SessionStore {
       db.pragma("synchronous = NORMAL");
       db.pragma("foreign_keys = ON");
       migrate(db, path);
-      return new SqliteStore(db, path, opts.commitWindowMs ?? 10);
+      const store = new SqliteStore(db, path, opts.commitWindowMs ?? 10);
+      if (onDisk) store.checkpointElsewhere();
+      return store;
     } catch (err) {
       try {
         db?.close();
@@ -792,7 +796,20 @@ export class SqliteStore implements SessionStore {
     if (this.closed) return;
     this.closed = true;
     this.flush();
+    await this.checkpointer?.stop();
     this.db.close();
+  }
+
+  /**
+   * Checkpoints from a worker thread instead of inside this connection's commits (see
+   * sqlite-checkpointer.ts); SQLite's own come back if that thread fails.
+   */
+  private checkpointElsewhere(): void {
+    this.db.pragma("wal_autocheckpoint = 0");
+    this.checkpointer = SqliteCheckpointer.start(this.path, () => {
+      this.checkpointer = null;
+      if (!this.closed) this.db.pragma("wal_autocheckpoint = 1000");
+    });
   }
 
   private readApproval(id: string): ApprovalRequest | null {

@@ -150,6 +150,26 @@ describe("SqliteStore", () => {
     expect(await store.getSession(rec.id)).toEqual(rec);
   });
 
+  it("checkpoints the log from another thread, not inside its own commits", async () => {
+    const path = join(dir, "gw.db");
+    const store = openAt(path);
+    const own = (store as unknown as { db: Database.Database }).db;
+    expect(own.pragma("wal_autocheckpoint", { simple: true })).toBe(0);
+    const rec = sessionRecord();
+    await store.createSession(rec);
+    const before = statSync(path).size;
+    await Promise.all(
+      Array.from({ length: 2000 }, (_, i) =>
+        store.addStatement(statementEvent(rec.id, i + 1, { sql: `SELECT ${"x".repeat(200)}` })),
+      ),
+    );
+    // The statements are in the log; the database file grows only when someone checkpoints.
+    for (let i = 0; i < 100 && statSync(path).size <= before; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(statSync(path).size).toBeGreaterThan(before);
+    expect(await store.listStatements(rec.id)).toHaveLength(2000);
+  });
+
   it("keeps data across close and reopen", async () => {
     const path = join(dir, "gw.db");
     const first = openAt(path);
