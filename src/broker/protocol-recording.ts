@@ -21,6 +21,19 @@ function ended(r: SessionRecorder, info: SessionEndInfo): void {
   });
 }
 
+/**
+ * A session whose target could not be opened (a changed host key, a refused credential, a port
+ * nobody listens on) never started: it is recorded anyway, started and ended at once with the
+ * reason, so an auditor sees who tried to reach what and why it failed.
+ */
+function recordRefused(r: SessionRecorder, info: SessionEndInfo): void {
+  if (info.reason !== "upstream_error") return;
+  r.start(null).then(
+    () => ended(r, info),
+    () => undefined, // the recorder has logged it
+  );
+}
+
 function offset(r: SessionRecorder, at: number): number {
   return at - (r.startedAt ?? at);
 }
@@ -96,6 +109,7 @@ export function sshRecording(
       return r.event(fields);
     },
     onEnd: (info) => {
+      if (!r.started) return recordRefused(r, info);
       // Commands still running when the session ended: their rows say so.
       for (const [channel, cmd] of open)
         void r
@@ -179,6 +193,6 @@ export function tcpRecording(
       await r.start(null);
       opts.onStarted?.();
     },
-    onEnd: (info) => ended(r, info),
+    onEnd: (info) => (r.started ? ended(r, info) : recordRefused(r, info)),
   };
 }

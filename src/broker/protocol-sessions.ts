@@ -210,8 +210,11 @@ export class ProtocolSessions {
     });
     const onEvent = hooks.onEvent.bind(hooks);
     hooks.onEvent = (e) => {
-      recent.push(`${e.kind === "request" ? e.method : "GET"} ${e.path}`);
-      if (recent.length > 5) recent.shift();
+      // Completed requests only: a request's start and its end are one request.
+      if (e.kind === "request") {
+        recent.push(`${e.method} ${e.path}`);
+        if (recent.length > 5) recent.shift();
+      }
       return onEvent(e);
     };
     const session = new HttpSession(ctx.channel, {

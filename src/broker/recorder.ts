@@ -130,6 +130,7 @@ export class SessionRecorder {
   private record: SessionRecord | null = null;
   private chain: ChainBuilder | null = null;
   private statementNo = 0;
+  private starting: Promise<void> | null = null;
   private readonly counts = zeroCounts();
   /** Starts not yet matched with a completion, oldest first. */
   private readonly openStarts: OpenStart[] = [];
@@ -142,7 +143,18 @@ export class SessionRecorder {
     private readonly audit: RecorderAudit,
   ) {}
 
-  async start(applicationName: string | null): Promise<void> {
+  /** Makes the session record; once. */
+  start(applicationName: string | null): Promise<void> {
+    this.starting ??= this.create(applicationName);
+    return this.starting;
+  }
+
+  /** Whether start() was called (the record may still be on its way). */
+  get started(): boolean {
+    return this.starting !== null;
+  }
+
+  private async create(applicationName: string | null): Promise<void> {
     const { identity } = this.opts;
     const rec: SessionRecord = {
       id: this.opts.sessionId,
@@ -330,7 +342,15 @@ export class SessionRecorder {
     const { reason, detail, bytesIn, bytesOut, statements } = info;
     this.opts.log.log("info", "session ended", { reason, detail, bytesIn, bytesOut, statements });
     const rec = this.record;
-    if (rec === null) return;
+    if (rec === null) {
+      // Ended while its record was being made: seal it once it is there.
+      if (this.starting !== null)
+        void this.starting.then(
+          () => this.end(info),
+          () => undefined,
+        );
+      return;
+    }
     const seal = () => {
       const end = {
         endedAt: this.audit.now(),

@@ -181,12 +181,22 @@ describe("the target's host key is pinned", () => {
         (l) => l.includes("cannot open the ssh target") && l.includes(sshd.wrongKnownHostsFile),
       ),
     ).toBe(true);
-    // No session ran: nothing is recorded as run on the target (today the refused attempt
-    // leaves no session record at all, only the log line above).
-    for (const s of await stack.store.listSessions({ connection: "box-changed" })) {
-      const events = await sshEventsOf(stack.store, s.id);
-      expect(events.filter((e) => e.kind === "exec" || e.kind === "shell")).toEqual([]);
+    // The refused attempt is on record (who tried, and why it failed), and nothing ran.
+    let refused: Awaited<ReturnType<typeof stack.store.listSessions>> = [];
+    for (let i = 0; i < 100 && refused.every((x) => x.endedAt === null); i++) {
+      refused = await stack.store.listSessions({ connection: "box-changed" });
+      if (refused.every((x) => x.endedAt === null)) await new Promise((res) => setTimeout(res, 50));
     }
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({
+      protocol: "ssh",
+      identity: { name: "Dana DBA" },
+      endReason: "upstream_error",
+      statementCount: 0,
+    });
+    expect(refused[0]!.endDetail).toContain("host key has CHANGED");
+    expect(refused[0]!.seal).toBeDefined();
+    expect(await sshEventsOf(stack.store, refused[0]!.id)).toEqual([]);
   });
 
   it("an UNKNOWN host key is refused too", async () => {
