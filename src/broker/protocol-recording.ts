@@ -30,7 +30,7 @@ function recordRefused(r: SessionRecorder, info: SessionEndInfo): void {
   if (info.reason !== "upstream_error") return;
   r.start(null).then(
     () => ended(r, info),
-    () => undefined, // the recorder has logged it
+    () => undefined, // the session has logged why it ended; this record is the extra
   );
 }
 
