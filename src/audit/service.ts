@@ -1,5 +1,5 @@
 import { createPublicKey } from "node:crypto";
-import { dirname, join } from "node:path";
+import { brokerKeyFile } from "../config/key-files.js";
 import type { BrokerConfig } from "../config/schema.js";
 import { parseDuration } from "../policy/duration.js";
 import {
@@ -345,10 +345,7 @@ export async function verifySessionIn(
 
 /** signingKey.file, else beside the SQLite store; a throwaway key for the memory store. */
 export function signingKeyPath(config: BrokerConfig): string | null {
-  if (config.signingKey) return config.signingKey.file;
-  if ("sqlite" in config.store && config.store.sqlite !== ":memory:")
-    return join(dirname(config.store.sqlite), "audit-signing-key.pem");
-  return null;
+  return brokerKeyFile(config, config.signingKey, "audit-signing-key.pem");
 }
 
 function openSigner(config: BrokerConfig): AuditSigner {

@@ -32,7 +32,8 @@ import { Replicas, type ReplicaTimings } from "./replicas.js";
 import { replicaRegistryOf } from "../store/replica-registry.js";
 import { AgentHub, viaOf } from "./agent-hub.js";
 import { PostgresSessions } from "./postgres-sessions.js";
-import { ProtocolSessions, type RunningSession, type SessionContext } from "./protocol-sessions.js";
+import { ProtocolSessions } from "./protocol-sessions.js";
+import type { RunningSession, SessionContext, SessionDeps } from "./session-start.js";
 
 export interface BrokerOptions {
   config: BrokerConfig;
@@ -115,21 +116,16 @@ export class Broker {
       verify: (token) => this.verifier.verify(token),
       log: this.log.child({ component: "agents" }),
     });
-    this.postgres = new PostgresSessions({
-      config: cfg,
-      store: opts.store,
-      audit: this.audit,
-      approvals: this.approvals,
-      dial: (name, conn, timeoutMs) => this.agentDial(name, conn, timeoutMs),
-    });
-    this.protocols = new ProtocolSessions({
+    const sessionDeps: SessionDeps = {
       config: cfg,
       store: opts.store,
       audit: this.audit,
       approvals: this.approvals,
       log: this.log,
       dial: (name, conn, timeoutMs) => this.agentDial(name, conn, timeoutMs),
-    });
+    };
+    this.postgres = new PostgresSessions(sessionDeps);
+    this.protocols = new ProtocolSessions(sessionDeps);
     this.notifier.attach(this.approvals);
     const handler = (req: IncomingMessage, res: ServerResponse) => {
       this.handle(req, res).catch((err: unknown) => {

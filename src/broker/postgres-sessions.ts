@@ -1,9 +1,6 @@
-import type { ApprovalService } from "../approvals/service.js";
-import type { AuditService } from "../audit/service.js";
-import type { BrokerConfig, ConnectionConfig, PostgresConnectionConfig } from "../config/schema.js";
+import type { PostgresConnectionConfig } from "../config/schema.js";
 import { readSecret } from "../config/secrets.js";
 import { isGwError } from "../errors.js";
-import type { Dial } from "../net/dial.js";
 import { compileConnectionPolicy, sharedClassifier, type CompiledPolicy } from "../policy/index.js";
 import { compileMaskingProfile, type MaskingProfile } from "../policy/masking/index.js";
 import { CancelRegistry } from "../protocols/postgres/cancel-registry.js";
@@ -13,8 +10,13 @@ import { PgWireError } from "../protocols/postgres/pg-wire-error.js";
 import { ResultMasking } from "../protocols/postgres/result-masking.js";
 import { PostgresSession, signInExpiredError } from "../protocols/postgres/session.js";
 import type { UpstreamTarget } from "../protocols/postgres/upstream.js";
-import type { SessionStore } from "../store/types.js";
-import type { RunningSession, SessionContext } from "./protocol-sessions.js";
+import {
+  RecentList,
+  SHUTDOWN_MESSAGE,
+  type RunningSession,
+  type SessionContext,
+  type SessionDeps,
+} from "./session-start.js";
 import { recordingHooks } from "./recorder.js";
 import { BrokerSessionPolicy } from "./session-policy.js";
 
@@ -33,16 +35,7 @@ export class PostgresSessions {
   private readonly cancels = new CancelRegistry();
   private readonly policies = new Map<string, Policing>();
 
-  constructor(
-    private readonly deps: {
-      config: BrokerConfig;
-      store: SessionStore;
-      audit: AuditService;
-      approvals: ApprovalService;
-      /** For a connection with `via`: how its target is reached (through the agent). */
-      dial?: (name: string, conn: ConnectionConfig, timeoutMs: number) => Dial | undefined;
-    },
-  ) {}
+  constructor(private readonly deps: SessionDeps) {}
 
   /** The session, or null when the connection is misconfigured (the client has been told). */
   start(ctx: SessionContext, conn: PostgresConnectionConfig): RunningSession | null {
@@ -67,7 +60,7 @@ export class PostgresSessions {
       return null;
     }
     const { policy: compiled, mask, catalog } = policing;
-    const recent: string[] = [];
+    const recent = new RecentList();
     const sessionPolicy = compiled
       ? new BrokerSessionPolicy({
           policy: compiled,
@@ -78,7 +71,7 @@ export class PostgresSessions {
           connection: name,
           agentLabel: ctx.agentLabel,
           log,
-          recentStatements: () => recent.slice(),
+          recentStatements: () => recent.list(),
           announce: ctx.control,
         })
       : undefined;
@@ -95,8 +88,7 @@ export class PostgresSessions {
     });
     const onStatement = hooks.onStatement.bind(hooks);
     hooks.onStatement = (st) => {
-      recent.push(st.sql);
-      if (recent.length > 5) recent.shift();
+      recent.add(st.sql);
       return onStatement(st);
     };
     const limits = this.deps.config.limits;
@@ -118,10 +110,7 @@ export class PostgresSessions {
       shutdown: () =>
         session.terminate(
           "broker_shutdown",
-          new PgWireError(
-            SqlState.adminShutdown,
-            "gw: the broker is shutting down; reconnect in a moment",
-          ),
+          new PgWireError(SqlState.adminShutdown, SHUTDOWN_MESSAGE),
         ),
       expire: () => session.terminate("auth_expired", signInExpiredError()),
     };

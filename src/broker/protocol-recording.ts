@@ -46,7 +46,7 @@ interface OpenCommand {
 
 export function sshRecording(
   r: SessionRecorder,
-  opts: { strict: boolean; onStarted?: () => void },
+  opts: { strict: boolean; onStarted?: () => void; onCommand?: (command: string) => void },
 ): SshSessionHooks {
   const open = new Map<number, OpenCommand>();
   return {
@@ -59,6 +59,7 @@ export function sshRecording(
       const at = r.now();
       const fields = { type: "ssh" as const, at, offsetMs: offset(r, at), event: e };
       if (e.kind === "exec") {
+        opts.onCommand?.(e.command);
         if (e.decision === "blocked" || e.decision === "denied") {
           // Refused by policy: it never ran, so its row is written now.
           open.delete(e.channel);
@@ -150,7 +151,7 @@ export function requestLine(e: Pick<HttpEvent, "path" | "query"> & { method?: st
 
 export function httpRecording(
   r: SessionRecorder,
-  opts: { strict: boolean; onStarted?: () => void },
+  opts: { strict: boolean; onStarted?: () => void; onRequest?: (line: string) => void },
 ): HttpSessionHooks {
   return {
     onStart: async () => {
@@ -170,6 +171,8 @@ export function httpRecording(
     onEvent: (e: HttpEvent) => {
       const fields = { type: "http" as const, at: e.at, offsetMs: offset(r, e.at), event: e };
       if (e.kind === "request_start") return r.event(fields);
+      // For approvers: completed requests (a request's start and end are one request).
+      if (e.kind === "request") opts.onRequest?.(`${e.method} ${e.path}`);
       const row = {
         sql: e.kind === "websocket" ? `${requestLine(e)} (websocket)` : requestLine(e),
         protocol: "http" as const,

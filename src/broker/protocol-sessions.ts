@@ -1,10 +1,6 @@
-import { dirname, join } from "node:path";
-import type { ApprovalService } from "../approvals/service.js";
-import type { AuditService } from "../audit/service.js";
-import type { BrokerConfig, ConnectionConfig } from "../config/schema.js";
-import type { Dial } from "../net/dial.js";
+import { brokerKeyFile } from "../config/key-files.js";
+import type { BrokerConfig } from "../config/schema.js";
 import { readSecret } from "../config/secrets.js";
-import type { Identity } from "../identity/principal.js";
 import type { HttpConnectionConfig } from "../protocols/http/config.js";
 import { CompiledHttpPolicy } from "../protocols/http/policy.js";
 import { HttpSession, httpTargetFromConfig } from "../protocols/http/session.js";
@@ -19,38 +15,15 @@ import { SshSession, type SshTarget } from "../protocols/ssh/session.js";
 import type { TcpConnectionConfig } from "../protocols/tcp/config.js";
 import type { HoldDeps } from "../protocols/tcp/rules.js";
 import { TcpSession } from "../protocols/tcp/session.js";
-import type { ClientChannel } from "../protocols/tcp/stream.js";
-import type { SessionStore } from "../store/types.js";
-import type { Logger } from "./logger.js";
 import { httpRecording, sshRecording, tcpRecording } from "./protocol-recording.js";
 import { openRecorder } from "./recorder.js";
-
-/** A running session of any connection type, as the broker drives it. */
-export interface RunningSession {
-  onClientData(buf: Buffer): void;
-  onClientClosed(): void;
-  /** The broker is going away: tell the client and end. */
-  shutdown(): void;
-  /** The identity's sign-in lapsed. */
-  expire(): void;
-}
-
-/** What starting one session needs from the broker. */
-export interface SessionContext {
-  id: string;
-  name: string;
-  identity: Identity;
-  channel: ClientChannel & { remoteAddress: string | null };
-  log: Logger;
-  agentLabel: string | null;
-  /** True once the sign-in lapsed (the session ends at the next client data). */
-  signInExpired: () => boolean;
-  /** Tells the tunnel beside the data (session id, held and decided requests). */
-  control: (event: Record<string, unknown>) => void;
-}
-
-const SHUTDOWN = "gw: the broker is shutting down; reconnect in a moment";
-const EXPIRED = "gw: your sign-in expired; run `gw login`";
+import {
+  RecentList,
+  runningSession,
+  type RunningSession,
+  type SessionContext,
+  type SessionDeps,
+} from "./session-start.js";
 
 /**
  * Starts the ssh, http and tcp sessions: their targets, compiled policies (once per
@@ -61,17 +34,7 @@ export class ProtocolSessions {
   private readonly http = new Map<string, CompiledHttpPolicy>();
   private hostKeyCache: BrokerHostKey | null = null;
 
-  constructor(
-    private readonly deps: {
-      config: BrokerConfig;
-      store: SessionStore;
-      audit: AuditService;
-      approvals: ApprovalService;
-      log: Logger;
-      /** For a connection with `via`: how its target is reached (through the agent). */
-      dial?: (name: string, conn: ConnectionConfig, timeoutMs: number) => Dial | undefined;
-    },
-  ) {}
+  constructor(private readonly deps: SessionDeps) {}
 
   /** The broker's ssh host key (made on first use where the config says), for clients to pin. */
   hostKey(): BrokerHostKey {
@@ -131,7 +94,7 @@ export class ProtocolSessions {
     });
   }
 
-  private holdDeps(ctx: SessionContext, recent: () => string[]): HoldDeps {
+  private holdDeps(ctx: SessionContext, recent: RecentList): HoldDeps {
     return {
       approvals: this.deps.approvals,
       identity: ctx.identity,
@@ -139,17 +102,13 @@ export class ProtocolSessions {
       connection: ctx.name,
       agentLabel: ctx.agentLabel,
       log: ctx.log,
-      recent,
+      recent: () => recent.list(),
       announce: ctx.control,
     };
   }
 
   private startSsh(ctx: SessionContext, conn: SshConnectionConfig): RunningSession {
-    let policy = this.ssh.get(ctx.name);
-    if (!policy) {
-      policy = new CompiledSshPolicy(conn.policy, ctx.name);
-      this.ssh.set(ctx.name, policy);
-    }
+    const policy = once(this.ssh, ctx.name, () => new CompiledSshPolicy(conn.policy, ctx.name));
     const t = conn.target;
     const at = `connections.${ctx.name}.target`;
     const target: SshTarget = {
@@ -164,75 +123,44 @@ export class ProtocolSessions {
       connectTimeoutMs: t.connectTimeout * 1000,
       dial: this.deps.dial?.(ctx.name, conn, t.connectTimeout * 1000),
     };
-    const strict = this.deps.audit.mode(ctx.name) === "strict";
-    const recent: string[] = [];
+    const recent = new RecentList();
     const hooks = sshRecording(this.recorder(ctx, "ssh"), {
-      strict,
+      strict: this.deps.audit.mode(ctx.name) === "strict",
       onStarted: () => ctx.control({ type: "session", id: ctx.id }),
+      onCommand: (command) => recent.add(command),
     });
-    const onEvent = hooks.onEvent.bind(hooks);
-    hooks.onEvent = (e) => {
-      if (e.kind === "exec") {
-        recent.push(e.command);
-        if (recent.length > 5) recent.shift();
-      }
-      return onEvent(e);
-    };
     const session = new SshSession(ctx.channel, {
       target,
       hostKey: this.hostKey().privateKey,
       hooks,
-      policy: policy.forSession(this.holdDeps(ctx, () => recent.slice())),
+      policy: policy.forSession(this.holdDeps(ctx, recent)),
       access: policy.access,
       maskOutput: policy.maskOutput,
       log: ctx.log,
       signInExpired: ctx.signInExpired,
     });
-    return {
-      onClientData: (b) => session.onClientData(b),
-      onClientClosed: () => session.onClientClosed(),
-      shutdown: () => session.terminate("broker_shutdown", SHUTDOWN),
-      expire: () => session.terminate("auth_expired", EXPIRED),
-    };
+    return runningSession(session);
   }
 
   private startHttp(ctx: SessionContext, conn: HttpConnectionConfig): RunningSession {
-    let policy = this.http.get(ctx.name);
-    if (!policy) {
-      policy = new CompiledHttpPolicy(conn.policy, ctx.name);
-      this.http.set(ctx.name, policy);
-    }
-    const strict = this.deps.audit.mode(ctx.name) === "strict";
-    const recent: string[] = [];
+    const policy = once(this.http, ctx.name, () => new CompiledHttpPolicy(conn.policy, ctx.name));
+    const recent = new RecentList();
     const hooks = httpRecording(this.recorder(ctx, "http"), {
-      strict,
+      strict: this.deps.audit.mode(ctx.name) === "strict",
       onStarted: () => ctx.control({ type: "session", id: ctx.id }),
+      onRequest: (line) => recent.add(line),
     });
-    const onEvent = hooks.onEvent.bind(hooks);
-    hooks.onEvent = (e) => {
-      // Completed requests only: a request's start and its end are one request.
-      if (e.kind === "request") {
-        recent.push(`${e.method} ${e.path}`);
-        if (recent.length > 5) recent.shift();
-      }
-      return onEvent(e);
-    };
     const session = new HttpSession(ctx.channel, {
       target: httpTargetFromConfig(ctx.name, conn.target),
       hooks,
-      policy: policy.forSession(this.holdDeps(ctx, () => recent.slice())),
+      policy: policy.forSession(this.holdDeps(ctx, recent)),
       masking: policy.masking,
       websocket: policy.websocket,
       recordBodyBytes: policy.recordBodyBytes,
       log: ctx.log,
       signInExpired: ctx.signInExpired,
     });
-    return {
-      onClientData: (b) => session.onClientData(b),
-      onClientClosed: () => session.onClientClosed(),
-      shutdown: () => session.terminate("broker_shutdown", SHUTDOWN),
-      expire: () => session.terminate("auth_expired", EXPIRED),
-    };
+    return runningSession(session);
   }
 
   private startTcp(ctx: SessionContext, conn: TcpConnectionConfig): RunningSession {
@@ -251,19 +179,21 @@ export class ProtocolSessions {
       log: ctx.log,
       signInExpired: ctx.signInExpired,
     });
-    return {
-      onClientData: (b) => session.onClientData(b),
-      onClientClosed: () => session.onClientClosed(),
-      shutdown: () => session.terminate("broker_shutdown", SHUTDOWN),
-      expire: () => session.terminate("auth_expired", EXPIRED),
-    };
+    return runningSession(session);
   }
+}
+
+/** The value under `key`, made by `make` the first time (per-connection compiled policies). */
+function once<T>(map: Map<string, T>, key: string, make: () => T): T {
+  let v = map.get(key);
+  if (v === undefined) {
+    v = make();
+    map.set(key, v);
+  }
+  return v;
 }
 
 /** Where the broker keeps its ssh host key: configured, else beside the SQLite store. */
 export function sshHostKeyPath(config: BrokerConfig): string | null {
-  if (config.sshHostKey) return config.sshHostKey.file;
-  if ("sqlite" in config.store && config.store.sqlite !== ":memory:")
-    return join(dirname(config.store.sqlite), "ssh-host-key");
-  return null;
+  return brokerKeyFile(config, config.sshHostKey, "ssh-host-key");
 }

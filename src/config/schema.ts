@@ -1,10 +1,10 @@
 import { z } from "zod";
 import { agentName, principal, secretRef, viaAgent } from "./refs.js";
+import { duration, holdDefaultFields, holdRuleFields, listOf } from "./policy-fields.js";
 import { notificationsConfig } from "../notify/config.js";
 import { httpConnection } from "../protocols/http/config.js";
 import { sshConnection } from "../protocols/ssh/config.js";
 import { tcpConnection } from "../protocols/tcp/config.js";
-import { parseDuration } from "../policy/duration.js";
 import {
   MASK_DETECTORS,
   MASK_STRATEGIES,
@@ -249,12 +249,6 @@ export type StoreConfig = z.infer<typeof storeConfig>;
 // ---------------------------------------------------------------------------------------------
 // Policies (docs/policy.md)
 
-const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
-  message: 'expected a duration such as "30s", "10m", "1h" or "1h30m"',
-});
-
-const listOf = <T extends z.ZodType>(item: T) => z.array(item).min(1, "must not be empty");
-
 /** `unknown` is what unparseable SQL is; onUnparseable decides it, never a rule. */
 const RULE_KINDS = STATEMENT_KINDS.filter((k) => k !== "unknown");
 const kindName = z.enum(RULE_KINDS, {
@@ -355,21 +349,7 @@ export const policyRule = z
     action: z
       .enum(POLICY_ACTIONS, { error: "expected allow, block or hold" })
       .describe("What a matching statement gets: `allow`, `block`, or `hold` for approval."),
-    reason: z.string().min(1).optional().describe("Text for the user; the default names the rule."),
-    approvers: listOf(principal)
-      .optional()
-      .describe("Hold only: who may approve (default: the policy's approvers)."),
-    minApprovals: z
-      .number()
-      .int()
-      .min(1)
-      .optional()
-      .describe(
-        "Hold only: how many distinct approvals are needed (default: the policy's, else 1).",
-      ),
-    timeout: duration
-      .optional()
-      .describe("Hold only: how long to wait for approval (default: the policy's, else `10m`)."),
+    ...holdRuleFields,
     readOnly: z
       .boolean()
       .optional()
@@ -425,20 +405,7 @@ export const policyConfig = z
       .boolean()
       .default(false)
       .describe("Every session on a connection using this policy runs read-only."),
-    approvers: listOf(principal)
-      .optional()
-      .describe("The default approvers of every hold of this policy."),
-    minApprovals: z
-      .number()
-      .int()
-      .min(1)
-      .optional()
-      .describe("The default number of distinct approvals a hold needs (else 1)."),
-    timeout: duration
-      .optional()
-      .describe(
-        'How long a hold waits by default: a duration such as "30s", "10m" or "1h30m" (else `10m`).',
-      ),
+    ...holdDefaultFields,
     rules: z
       .array(policyRule)
       .default([])

@@ -10,25 +10,27 @@ import { storeClosed, storeUnavailable, storeWriteFailed } from "./errors.js";
 import { ChannelListener, type ListenerLog } from "./postgres-listener.js";
 import { migratePostgres } from "./postgres-migrations.js";
 import {
-  APPROVAL_COLUMNS,
   APPROVAL_SELECT,
-  EVENT_COLUMNS,
-  SESSION_COLUMNS,
-  STATEMENT_COLUMNS,
   approvalValues,
-  escapeLike,
   placeholders,
   sessionValues,
   statementValues,
+  type PgApprovalRow,
+} from "./postgres-rows.js";
+import {
+  APPROVAL_COLUMNS,
+  EVENT_COLUMNS,
+  SESSION_COLUMNS,
+  STATEMENT_COLUMNS,
+  escapeLike,
   toApproval,
   toEvent,
   toSession,
   toStatement,
-  type ApprovalRow,
   type EventRow,
   type SessionRow,
   type StatementRow,
-} from "./postgres-rows.js";
+} from "./rows.js";
 import {
   connectFailed,
   errMessage,
@@ -379,11 +381,11 @@ export class PostgresStore implements SessionStore, ReplicaRegistry {
   }
 
   async getApproval(id: string): Promise<ApprovalRequest | null> {
-    const rows = await this.read<ApprovalRow>(
+    const rows = await this.read<PgApprovalRow>(
       `SELECT ${APPROVAL_SELECT} FROM approvals a WHERE a.id = $1`,
       [id],
     );
-    return rows[0] === undefined ? null : toApproval(rows[0]);
+    return rows[0] === undefined ? null : toApproval(rows[0], rows[0].decisions);
   }
 
   async listApprovals(q: ApprovalQuery): Promise<ApprovalRequest[]> {
@@ -394,12 +396,12 @@ export class PostgresStore implements SessionStore, ReplicaRegistry {
       where = " WHERE a.status = $1";
     }
     params.push(effectiveLimit(q.limit));
-    const rows = await this.read<ApprovalRow>(
+    const rows = await this.read<PgApprovalRow>(
       `SELECT ${APPROVAL_SELECT} FROM approvals a${where} ` +
         `ORDER BY a.created_at DESC, a.created DESC LIMIT $${params.length}`,
       params,
     );
-    return rows.map(toApproval);
+    return rows.map((r) => toApproval(r, r.decisions));
   }
 
   recordDecision(id: string, decision: ApprovalDecision): Promise<ApprovalRequest> {
@@ -635,11 +637,12 @@ async function pendingApproval(
   // started after it sees that transaction's decisions.
   const locked = await c.query("SELECT 1 FROM approvals WHERE id = $1 FOR UPDATE", [id]);
   if (locked.rowCount === 0) throw approvalNotFound(id);
-  const r = await c.query<ApprovalRow>(
+  const r = await c.query<PgApprovalRow>(
     `SELECT ${APPROVAL_SELECT} FROM approvals a WHERE a.id = $1`,
     [id],
   );
-  const a = toApproval(r.rows[0]!);
+  const row = r.rows[0]!;
+  const a = toApproval(row, row.decisions);
   if (a.status !== "pending") throw approvalNotPending(id, a.status);
   if (at !== undefined && at >= a.expiresAt) throw approvalExpired(id);
   return a;

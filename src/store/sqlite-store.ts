@@ -9,6 +9,21 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
+import {
+  APPROVAL_COLUMNS,
+  SESSION_COLUMNS,
+  STATEMENT_COLUMNS,
+  escapeLike,
+  toApproval,
+  toEvent,
+  toSession,
+  toStatement,
+  type ApprovalRow,
+  type DecisionFields,
+  type EventRow,
+  type SessionRow,
+  type StatementRow,
+} from "./rows.js";
 import { SqliteCheckpointer } from "./sqlite-checkpointer.js";
 import {
   approvalDuplicate,
@@ -28,16 +43,11 @@ import {
   type ApprovalStatus,
   type AppendOptions,
   type AuditEvent,
-  type AuditEventKind,
-  type DecisionCounts,
   type SessionEnd,
-  type SessionEndReason,
   type SessionQuery,
   type SessionRecord,
-  type SessionSeal,
   type SessionStore,
   type StatementEvent,
-  type StatementDecision,
   type StatementQuery,
 } from "./types.js";
 
@@ -80,106 +90,10 @@ interface PendingWrite {
   durable?: boolean;
 }
 
-interface SessionRow {
-  id: string;
-  oid: string;
-  name: string;
-  upn: string | null;
-  type: string;
-  connection: string;
-  protocol: string;
-  application_name: string | null;
-  client_address: string | null;
-  started_at: number;
-  ended_at: number | null;
-  end_reason: string | null;
-  end_detail: string | null;
-  bytes_in: number;
-  bytes_out: number;
-  statement_count: number;
-  agent_label: string | null;
-  decisions: string | null;
-  seal: string | null;
-  pruned_at: number | null;
-  broker_id: string | null;
-}
-
-interface StatementRow {
-  session_id: string;
-  seq: number;
-  at: number;
-  duration_ms: number;
-  sql: string;
-  protocol: string;
-  command_tag: string | null;
-  row_count: number | null;
-  error_code: string | null;
-  error_message: string | null;
-  decision: string;
-  event_seq: number | null;
-  approval: string | null;
-  preview: string | null;
-}
-
-interface EventRow {
-  session_id: string;
-  seq: number;
-  kind: string;
-  at: number;
-  body: string;
-  prev_hash: string;
-  hash: string;
-}
-
-interface ApprovalRow {
-  id: string;
-  session_id: string;
-  connection: string;
-  requester_oid: string;
-  requester_name: string;
-  requester_type: string;
-  application_name: string | null;
-  agent_label: string | null;
-  sql: string;
-  statement_hash: string;
-  rule_index: number;
-  rule_description: string;
-  reason: string;
-  approvers: string;
-  min_approvals: number;
-  created_at: number;
-  expires_at: number;
-  status: string;
-  decided_at: number | null;
-  status_detail: string | null;
-  context_statements: string | null;
-  broker_id: string | null;
-}
-
-interface DecisionRow {
+interface DecisionRow extends DecisionFields {
   approval_id: string;
   seq: number;
-  oid: string;
-  name: string;
-  decision: string;
-  reason: string | null;
-  at: number;
 }
-
-const APPROVAL_COLUMNS =
-  "id, session_id, connection, requester_oid, requester_name, requester_type, application_name, " +
-  "agent_label, sql, statement_hash, rule_index, rule_description, reason, approvers, " +
-  "min_approvals, created_at, expires_at, status, decided_at, status_detail, context_statements, " +
-  "broker_id";
-
-const SESSION_COLUMNS =
-  "id, oid, name, upn, type, connection, protocol, application_name, client_address, started_at, " +
-  "ended_at, end_reason, end_detail, bytes_in, bytes_out, statement_count, agent_label, decisions, " +
-  "seal, pruned_at, broker_id";
-
-const STATEMENT_COLUMNS =
-  "session_id, seq, at, duration_ms, sql, protocol, command_tag, row_count, error_code, " +
-  "error_message, decision, event_seq, approval, preview";
 
 const OPEN_HINT =
   "Check that the directory exists and is writable by the user running gw, or set store.sqlite " +
@@ -567,15 +481,7 @@ export class SqliteStore implements SessionStore {
 
   async listEvents(sessionId: string): Promise<AuditEvent[]> {
     this.beforeRead();
-    return (this.stmt.listEvents.all(sessionId) as EventRow[]).map((r) => ({
-      sessionId: r.session_id,
-      seq: r.seq,
-      kind: r.kind as AuditEventKind,
-      at: r.at,
-      body: r.body,
-      prevHash: r.prev_hash,
-      hash: r.hash,
-    }));
+    return (this.stmt.listEvents.all(sessionId) as EventRow[]).map(toEvent);
   }
 
   pruneSessions(endedBefore: number, opts: { now: number; limit: number }): Promise<number> {
@@ -1025,36 +931,6 @@ function openFailed(path: string, err: unknown): GwError {
   });
 }
 
-function toSession(r: SessionRow): SessionRecord {
-  const identity: SessionRecord["identity"] = {
-    oid: r.oid,
-    name: r.name,
-    type: r.type as SessionRecord["identity"]["type"],
-  };
-  if (r.upn !== null) identity.upn = r.upn;
-  const rec: SessionRecord = {
-    id: r.id,
-    identity,
-    connection: r.connection,
-    protocol: r.protocol as SessionRecord["protocol"],
-    applicationName: r.application_name,
-    clientAddress: r.client_address,
-    startedAt: r.started_at,
-    endedAt: r.ended_at,
-    endReason: r.end_reason as SessionEndReason | null,
-    endDetail: r.end_detail,
-    bytesIn: r.bytes_in,
-    bytesOut: r.bytes_out,
-    statementCount: r.statement_count,
-  };
-  if (r.agent_label !== null) rec.agentLabel = r.agent_label;
-  if (r.decisions !== null) rec.decisions = JSON.parse(r.decisions) as DecisionCounts;
-  if (r.seal !== null) rec.seal = JSON.parse(r.seal) as SessionSeal;
-  if (r.pruned_at !== null) rec.prunedAt = r.pruned_at;
-  if (r.broker_id !== null) rec.brokerId = r.broker_id;
-  return rec;
-}
-
 function statementRow(ev: StatementEvent): StatementRow {
   return {
     session_id: ev.sessionId,
@@ -1072,66 +948,6 @@ function statementRow(ev: StatementEvent): StatementRow {
     approval: ev.approval === undefined ? null : JSON.stringify(ev.approval),
     preview: ev.preview === undefined ? null : JSON.stringify(ev.preview),
   };
-}
-
-function escapeLike(s: string): string {
-  return s.replace(/[\\%_]/g, (c) => "\\" + c);
-}
-
-function toStatement(r: StatementRow): StatementEvent {
-  const ev: StatementEvent = {
-    sessionId: r.session_id,
-    seq: r.seq,
-    at: r.at,
-    durationMs: r.duration_ms,
-    sql: r.sql,
-    protocol: r.protocol as StatementEvent["protocol"],
-    commandTag: r.command_tag,
-    rows: r.row_count,
-    errorCode: r.error_code,
-    errorMessage: r.error_message,
-    decision: (r.decision ?? "allowed") as StatementDecision,
-  };
-  if (r.event_seq !== null) ev.eventSeq = r.event_seq;
-  if (r.approval !== null) ev.approval = JSON.parse(r.approval) as StatementEvent["approval"];
-  if (r.preview !== null) ev.preview = JSON.parse(r.preview) as StatementEvent["preview"];
-  return ev;
-}
-
-function toApproval(r: ApprovalRow, decisions: DecisionRow[]): ApprovalRequest {
-  const a: ApprovalRequest = {
-    id: r.id,
-    sessionId: r.session_id,
-    connection: r.connection,
-    requester: {
-      oid: r.requester_oid,
-      name: r.requester_name,
-      type: r.requester_type as ApprovalRequest["requester"]["type"],
-    },
-    applicationName: r.application_name,
-    agentLabel: r.agent_label,
-    sql: r.sql,
-    statementHash: r.statement_hash,
-    matchedRule: { index: r.rule_index, description: r.rule_description },
-    reason: r.reason,
-    approvers: JSON.parse(r.approvers) as string[],
-    minApprovals: r.min_approvals,
-    createdAt: r.created_at,
-    expiresAt: r.expires_at,
-    status: r.status as ApprovalStatus,
-    decisions: decisions.map((d) => ({
-      by: { oid: d.oid, name: d.name },
-      decision: d.decision as ApprovalDecision["decision"],
-      reason: d.reason,
-      at: d.at,
-    })),
-    decidedAt: r.decided_at,
-    statusDetail: r.status_detail,
-  };
-  if (r.context_statements !== null)
-    a.contextStatements = JSON.parse(r.context_statements) as string[];
-  if (r.broker_id !== null) a.brokerId = r.broker_id;
-  return a;
 }
 
 function sqliteCode(err: unknown): string | undefined {

@@ -2,48 +2,12 @@
  * Real drivers through a gw tunnel: node-postgres (simple and extended protocol, named
  * prepared statements, errors, big results, transactions) and pgbench in all its query modes.
  */
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { accessSync, constants } from "node:fs";
-import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Tunnel } from "../../src/tunnel/tunnel.js";
+import { pgbenchPath, runTool as run } from "../helpers/pgbench.js";
 import { startStack, tunnelUrl, type Stack } from "../helpers/stack.js";
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
-    child.on("error", reject);
-    child.on("close", (code) =>
-      resolve({
-        code,
-        stdout: Buffer.concat(out).toString("utf8"),
-        stderr: Buffer.concat(err).toString("utf8"),
-      }),
-    );
-  });
-}
-
-function pgbenchPath(binDir: string): string {
-  const inBin = join(binDir, "pgbench");
-  try {
-    accessSync(inBin, constants.X_OK);
-    return inBin;
-  } catch {
-    return "/usr/bin/pgbench";
-  }
-}
 
 /** A query's outcome in a comparable form: rows, column names and type oids, or the error. */
 async function outcome(

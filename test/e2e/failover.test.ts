@@ -6,8 +6,7 @@
  *
  * Durations are measured and printed, never asserted.
  */
-import { spawn } from "node:child_process";
-import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -16,6 +15,7 @@ import { BrokerClient } from "../../src/tunnel/broker-client.js";
 import { BrokerPool, type BrokerPoolEvent } from "../../src/tunnel/broker-pool.js";
 import { Tunnel, type TunnelEvent } from "../../src/tunnel/tunnel.js";
 import { startGw } from "../helpers/cli.js";
+import { pgbenchPath, runTool as run } from "../helpers/pgbench.js";
 import { startBrokerProcess, type BrokerProcess } from "../helpers/second-broker.js";
 import { startStack, type Stack } from "../helpers/stack.js";
 
@@ -84,28 +84,6 @@ async function query(port: number, sql: string): Promise<unknown[]> {
 
 const brokersOf = (events: TunnelEvent[]) =>
   events.flatMap((e) => (e.type === "stream_open" ? [e.broker] : []));
-
-function pgbenchPath(): string {
-  const inBin = join(stack.pg.binDir, "pgbench");
-  try {
-    accessSync(inBin, constants.X_OK);
-    return inBin;
-  } catch {
-    return "/usr/bin/pgbench";
-  }
-}
-
-function run(file: string, args: string[], env: Record<string, string>) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(file, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 /** Waits for a condition that must become true (a safety net, not a timing check). */
 async function until(cond: () => boolean, what: string, deadlineMs = 30_000): Promise<void> {
@@ -199,7 +177,7 @@ describe("two brokers, one tunnel", () => {
       PGAPPNAME: APP,
       PGCONNECT_TIMEOUT: "20",
     };
-    const bench = pgbenchPath();
+    const bench = pgbenchPath(stack.pg.binDir);
     // The tables straight in the database: only the benchmark goes through gw.
     const init = await run(bench, ["-i", "-s", "1", "-q"], { ...env, ...stack.pg.psqlEnv() });
     expect(init.code, init.stderr).toBe(0);

@@ -6,9 +6,6 @@
  * asserted), pgbench keeps making progress, and once B has swept A no session record is left
  * open: A's sessions that were cut off are ended as broker_lost.
  */
-import { spawn } from "node:child_process";
-import { accessSync, constants } from "node:fs";
-import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PostgresStore } from "../../src/store/postgres-store.js";
@@ -21,21 +18,10 @@ import {
   type InProcessReplica,
   type ReplicaStack,
 } from "../helpers/replicas.js";
+import { pgbenchPath, runTool as run } from "../helpers/pgbench.js";
 
 const APP = "gw-replica-failover";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function run(file: string, args: string[], env: Record<string, string>) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-    const child = spawn(file, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe("a replica killed during a pgbench run through gw", () => {
   let stack: ReplicaStack;
@@ -80,14 +66,7 @@ describe("a replica killed during a pgbench run through gw", () => {
   });
 
   it("new connections go through B, pgbench goes on, and no session is left open", async () => {
-    const binPgbench = join(stack.pg.binDir, "pgbench");
-    let bench = "/usr/bin/pgbench";
-    try {
-      accessSync(binPgbench, constants.X_OK);
-      bench = binPgbench;
-    } catch {
-      // the PATH one
-    }
+    const bench = pgbenchPath(stack.pg.binDir);
     const env = {
       PATH: process.env["PATH"] ?? "",
       LC_ALL: "C",

@@ -3,7 +3,8 @@ import { MASK_DETECTORS, MASK_STRATEGIES } from "../../policy/kinds.js";
 import {
   allowDeny,
   checkHoldRules,
-  duration,
+  holdDefaultFields,
+  holdRuleFields,
   listOf,
   policyAction,
   principal,
@@ -124,21 +125,7 @@ export const httpRule = z
     action: policyAction.describe(
       "What a matching request gets: `allow`, `block`, or `hold` for approval.",
     ),
-    reason: z.string().min(1).optional().describe("Text for the user; the default names the rule."),
-    approvers: listOf(principal)
-      .optional()
-      .describe("Hold only: who may approve (default: the policy's approvers)."),
-    minApprovals: z
-      .number()
-      .int()
-      .min(1)
-      .optional()
-      .describe(
-        "Hold only: how many distinct approvals are needed (default: the policy's, else 1).",
-      ),
-    timeout: duration
-      .optional()
-      .describe("Hold only: how long to wait for approval (default: the policy's, else `10m`)."),
+    ...holdRuleFields,
   })
   .strict();
 export type HttpRule = z.infer<typeof httpRule>;
@@ -190,20 +177,7 @@ export const httpPolicyConfig = z
   .object({
     description: z.string().optional().describe("Free text for the people reading the config."),
     default: policyAction.default("allow").describe("The action for requests no rule matches."),
-    approvers: listOf(principal)
-      .optional()
-      .describe("The default approvers of every hold of this policy."),
-    minApprovals: z
-      .number()
-      .int()
-      .min(1)
-      .optional()
-      .describe("The default number of distinct approvals a hold needs (else 1)."),
-    timeout: duration
-      .optional()
-      .describe(
-        'How long a hold waits by default: a duration such as "30s", "10m" or "1h30m" (else `10m`).',
-      ),
+    ...holdDefaultFields,
     rules: z
       .array(httpRule)
       .default([])

@@ -1,5 +1,4 @@
 import { z } from "zod";
-import { parseDuration } from "../../policy/duration.js";
 
 /* Config pieces the ssh, http and tcp connection types share, and the `type: tcp` connection. */
 
@@ -7,17 +6,14 @@ import { principal, viaAgent } from "../../config/refs.js";
 
 export { principal, secretRef } from "../../config/refs.js";
 
-export const duration = z.string().refine((s) => parseDuration(s) !== undefined, {
-  message: 'expected a duration such as "30s", "10m", "1h" or "1h30m"',
-});
-
-export const policyAction = z.enum(["allow", "block", "hold"], {
-  error: "expected allow, block or hold",
-});
-
-export const allowDeny = z.enum(["allow", "deny"], { error: "expected allow or deny" });
-
-export const listOf = <T extends z.ZodType>(item: T) => z.array(item).min(1, "must not be empty");
+export {
+  allowDeny,
+  duration,
+  holdDefaultFields,
+  holdRuleFields,
+  listOf,
+  policyAction,
+} from "../../config/policy-fields.js";
 
 /** What every hold needs: approvers (here or on the policy), how many, how long. */
 export interface HoldSettings {
