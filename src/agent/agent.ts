@@ -3,6 +3,7 @@ import type { Socket } from "node:net";
 import type { SecureContext } from "node:tls";
 import { WebSocket, type ClientOptions } from "ws";
 import { ExitCode, GwError, isGwError } from "../errors.js";
+import { refusalBody } from "../net/http-client.js";
 import { contextTrusting } from "../net/tls-context.js";
 import { wsDuplex } from "../net/ws-duplex.js";
 import { httpError, normalizeBrokerUrl, unreachable } from "../tunnel/broker-client.js";
@@ -202,15 +203,7 @@ export class Agent {
       }));
     };
     ws.on("unexpected-response", (_req, res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-        } catch {
-          body = undefined;
-        }
+      void refusalBody(res).then((body) => {
         const status = res.statusCode ?? 500;
         failed(httpError(this.url, status, body), this.isFatal(status));
         ws.terminate();

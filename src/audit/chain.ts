@@ -64,7 +64,9 @@ function sortedMembers(this: unknown, _key: string, v: unknown): unknown {
   let sorted = true;
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i]!;
-    if (INTEGER_LIKE.test(k)) throw INTEGER_KEY;
+    // Per member of every event: test the first character before the expression.
+    const c = k.charCodeAt(0);
+    if (c >= 48 && c <= 57 && INTEGER_LIKE.test(k)) throw INTEGER_KEY;
     if (i > 0 && keys[i - 1]! > k) sorted = false;
   }
   if (sorted) return v;

@@ -1,4 +1,4 @@
-import { request as httpRequest, type Agent as HttpAgent } from "node:http";
+import { request as httpRequest, type Agent as HttpAgent, type IncomingMessage } from "node:http";
 import { request as httpsRequest, Agent as HttpsAgent } from "node:https";
 import { contextTrusting } from "./tls-context.js";
 
@@ -93,3 +93,22 @@ export function makeFetch(opts: HttpClientOptions = {}) {
 }
 
 export type FetchLike = ReturnType<typeof makeFetch>;
+
+/**
+ * The body of a refused WebSocket upgrade (ws's "unexpected-response"), parsed as the broker's
+ * JSON error; undefined when it is not JSON.
+ */
+export function refusalBody(res: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    res.on("data", (c: Buffer) => chunks.push(c));
+    res.on("error", () => resolve(undefined));
+    res.on("end", () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+      } catch {
+        resolve(undefined);
+      }
+    });
+  });
+}

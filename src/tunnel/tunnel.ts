@@ -1,6 +1,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { WebSocket } from "ws";
 import { ExitCode, GwError } from "../errors.js";
+import { refusalBody } from "../net/http-client.js";
 import { refuseLocally } from "../protocols/postgres/local-refusal.js";
 import type { BrokerClient, BrokerConnectionInfo } from "./broker-client.js";
 import { httpError, tunnelPath, unreachable } from "./broker-client.js";
@@ -371,15 +372,7 @@ export class Tunnel {
         refuse(err);
       };
       ws.on("unexpected-response", (_req, res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          let body: unknown;
-          try {
-            body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-          } catch {
-            body = undefined;
-          }
+        void refusalBody(res).then((body) => {
           settled = true;
           ws.terminate();
           const status = res.statusCode ?? 500;
